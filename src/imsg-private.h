@@ -99,6 +99,7 @@ void		 libimsg__ibuf_view_abort(const char *);
 void		 libimsg__q_init(struct ibufqueue *);
 void		 libimsg__q_push(struct ibufqueue *, struct ibuf *);
 struct ibuf	*libimsg__q_pop(struct ibufqueue *);
+void		 libimsg__q_concat(struct ibufqueue *, struct ibufqueue *);
 
 /* msgbuf.c */
 void		*libimsg__msgbuf_batch_reserve(struct msgbuf *, size_t);

@@ -1,0 +1,205 @@
+/*
+ * The msgbuf: a write queue of ibufs, and for readers the queue of
+ * received messages and the read buffer.  The read path is in read.c,
+ * the system calls of the write path in write.c.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "imsg-private.h"
+
+static struct msgbuf *
+msgbuf_alloc(void)
+{
+	struct msgbuf *m;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return NULL;
+	libimsg__q_init(&m->wq);
+	libimsg__q_init(&m->rq);
+	return m;
+}
+
+struct msgbuf *
+msgbuf_new(void)
+{
+	return msgbuf_alloc();
+}
+
+struct msgbuf *
+msgbuf_new_reader(size_t hdrsz,
+    struct ibuf *(*readhdr)(struct ibuf *, void *, int *), void *arg)
+{
+	struct msgbuf *m;
+
+	if (hdrsz == 0 || hdrsz > IBUF_READ_SIZE / 2 || readhdr == NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((m = msgbuf_alloc()) == NULL)
+		return NULL;
+	if ((m->rbuf = malloc(MSGBUF_RBUF_SIZE)) == NULL) {
+		free(m);
+		return NULL;
+	}
+	m->hdrsize = hdrsz;
+	m->readhdr = readhdr;
+	m->rarg = arg;
+	return m;
+}
+
+void
+msgbuf_clear(struct msgbuf *m)
+{
+	ibufq_flush(&m->wq);
+	ibufq_flush(&m->rq);
+	m->queued = 0;
+	m->wbatch = NULL;
+	ibuf_free(m->rmsg);
+	m->rmsg = NULL;
+	if (m->rbuf != NULL)
+		libimsg__wipe(m->rbuf, m->rlen);
+	m->rlen = 0;
+	m->rerr = 0;
+}
+
+void
+msgbuf_free(struct msgbuf *m)
+{
+	if (m == NULL)
+		return;
+	msgbuf_clear(m);
+	ibuf_free(m->wspare);
+	free(m->rbuf);
+	free(m);
+}
+
+uint32_t
+msgbuf_queuelen(struct msgbuf *m)
+{
+	return m->queued;
+}
+
+struct ibuf *
+msgbuf_get(struct msgbuf *m)
+{
+	return libimsg__q_pop(&m->rq);
+}
+
+void
+ibuf_close(struct msgbuf *m, struct ibuf *b)
+{
+	if (b->fd == IBUF_FD_VIEW)
+		libimsg__ibuf_view_abort("ibuf_close");
+	libimsg__q_push(&m->wq, b);
+	m->queued++;
+	/* The batch is no longer at the tail; later messages must follow. */
+	m->wbatch = NULL;
+}
+
+void
+msgbuf_concat(struct msgbuf *m, struct ibufqueue *from)
+{
+	m->queued += from->count;
+	m->wbatch = NULL;
+	libimsg__q_concat(&m->wq, from);
+}
+
+/*
+ * Reserve len bytes for one whole imsg at the end of the write queue.
+ * Small messages share batch buffers, so composing them allocates
+ * nothing and writing them takes one iovec per batch, not one per
+ * message.  The caller fills the bytes with a complete imsg at once: the
+ * drain walks the headers in a batch to count messages sent.
+ */
+void *
+libimsg__msgbuf_batch_reserve(struct msgbuf *m, size_t len)
+{
+	struct ibuf *b = m->wbatch;
+	struct ibuf_box *box;
+
+	if (b == NULL || ibuf_left(b) < len) {
+		if ((b = m->wspare) != NULL) {
+			m->wspare = NULL;
+			b->rpos = b->wpos = 0;
+		} else if ((b = libimsg__ibuf_alloc(MSGBUF_BATCH_SIZE,
+		    MSGBUF_BATCH_SIZE)) == NULL)
+			return NULL;
+		box = ibuf_box(b);
+		box->flags |= IBUF_BOX_BATCH;
+		box->nmsg = 0;
+		box->cursor = 0;
+		libimsg__q_push(&m->wq, b);
+		m->wbatch = b;
+	}
+	box = ibuf_box(b);
+	box->nmsg++;
+	m->queued++;
+	return libimsg__ibuf_reserve_raw(b, len);
+}
+
+/* Count the messages of a batch that are now completely sent. */
+static void
+batch_account(struct msgbuf *m, struct ibuf *b)
+{
+	struct ibuf_box *box = ibuf_box(b);
+	uint32_t len;
+
+	while (box->nmsg > 0) {
+		memcpy(&len, b->buf + box->cursor +
+		    offsetof(struct imsg_hdr, len), sizeof(len));
+		len &= ~IMSG_FD_MARK;
+		if (box->cursor + len > b->rpos)
+			break;
+		box->cursor += len;
+		box->nmsg--;
+		m->queued--;
+	}
+}
+
+static void
+wq_release(struct msgbuf *m, struct ibuf *b)
+{
+	struct ibuf_box *box = ibuf_box(b);
+
+	if ((box->flags & IBUF_BOX_BATCH) == 0) {
+		m->queued--;
+		ibuf_free(b);
+		return;
+	}
+	batch_account(m, b);
+	if (m->wbatch == b)
+		m->wbatch = NULL;
+	/* Keep one emptied batch: steady traffic then allocates nothing. */
+	libimsg__wipe(b->buf, b->wpos);
+	if (m->wspare == NULL)
+		m->wspare = b;
+	else
+		ibuf_free(b);
+}
+
+/*
+ * Account for n bytes written from the head of the queue.  Buffers sent
+ * whole are released (closing any descriptor they still hold); so are
+ * empty ones, even when n is 0, so they can never stall the queue.
+ */
+void
+libimsg__msgbuf_drain(struct msgbuf *m, size_t n)
+{
+	struct ibuf *b;
+	size_t size;
+
+	while ((b = m->wq.head) != NULL) {
+		size = ibuf_size(b);
+		if (n < size) {
+			b->rpos += n;
+			if (ibuf_box(b)->flags & IBUF_BOX_BATCH)
+				batch_account(m, b);
+			return;
+		}
+		n -= size;
+		b->rpos = b->wpos;
+		libimsg__q_pop(&m->wq);
+		wq_release(m, b);
+	}
+}
