@@ -46,31 +46,6 @@ ibuf_is_view(const struct ibuf *b)
 	return b->fd == IBUF_FD_VIEW;
 }
 
-/*
- * Allocate a box whose storage holds len bytes, growing to max.  The
- * storage is NOT zeroed: the public constructors zero it, the library's
- * own users (imsg_create, the reader) overwrite it at once.
- */
-struct ibuf *
-libimsg__ibuf_alloc(size_t len, size_t max)
-{
-	struct ibuf_box *box;
-
-	if (len > SIZE_MAX - sizeof(*box)) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	if ((box = malloc(sizeof(*box) + len)) == NULL)
-		return NULL;
-	memset(box, 0, sizeof(*box));
-	box->cap = len;
-	box->ib.buf = len > 0 ? ibuf_box_inline(box) : NULL;
-	box->ib.size = len;
-	box->ib.max = max;
-	box->ib.fd = -1;
-	return &box->ib;
-}
-
 struct ibuf *
 ibuf_open(size_t len)
 {
@@ -704,7 +679,7 @@ ibuf_free(struct ibuf *b)
 	libimsg__wipe(b->buf, b->size);
 	if (b->buf != NULL && b->buf != ibuf_box_inline(box))
 		free(b->buf);
-	free(box);
+	libimsg__ibuf_release(b);
 	errno = saved_errno;
 }
 

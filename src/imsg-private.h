@@ -41,11 +41,11 @@
  */
 struct ibuf_box {
 	size_t		 cap;		/* bytes of storage at ib.buf */
+	size_t		 icap;		/* bytes of inline storage */
 	uint32_t	 flags;
 	uint32_t	 nmsg;		/* batch: messages not yet fully sent */
 	size_t		 cursor;	/* batch: offset of the first of them */
-	size_t		 pad;		/* keeps inline storage 16-aligned */
-	struct ibuf	 ib;
+	struct ibuf	 ib;		/* keeps inline storage 16-aligned */
 };
 #define IBUF_BOX_BATCH		0x01
 
@@ -89,8 +89,11 @@ struct msgbuf {
 	int			 rerr;		/* sticky read error, 0 if none */
 };
 
-/* ibuf.c */
+/* alloc.c */
 struct ibuf	*libimsg__ibuf_alloc(size_t, size_t);
+void		 libimsg__ibuf_release(struct ibuf *);
+
+/* ibuf.c */
 void		*libimsg__ibuf_reserve_raw(struct ibuf *, size_t);
 void		 libimsg__wipe(void *, size_t);
 void		 libimsg__ibuf_view_abort(const char *);

@@ -145,9 +145,18 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 		}
 	}
 	rstart = m->rlen;
-	iov[iovcnt].iov_base = m->rbuf + m->rlen;
-	iov[iovcnt].iov_len = MSGBUF_RBUF_SIZE - m->rlen;
-	iovcnt++;
+	/*
+	 * Finish a large message with a read of its own: the next header
+	 * is then parsed after the caller had a chance to free this one, so
+	 * its storage is recycled and the reader holds one large message,
+	 * not two.
+	 */
+	if (direct == 0 || rmsg->max <= MSGBUF_RBUF_SIZE ||
+	    direct < rmsg->max - rmsg->wpos) {
+		iov[iovcnt].iov_base = m->rbuf + m->rlen;
+		iov[iovcnt].iov_len = MSGBUF_RBUF_SIZE - m->rlen;
+		iovcnt++;
+	}
 
 	memset(&msg, 0, sizeof(msg));
 	msg.msg_iov = iov;

@@ -1,0 +1,197 @@
+/*
+ * Where ibuf storage comes from.  Each thread keeps the boxes it freed,
+ * sorted by size class, and hands them out again: a steady stream of
+ * messages then costs no malloc at all, and large messages do not make
+ * the allocator return pages to the kernel only to fault them back in
+ * for the next one.  The cache is per thread so no lock is needed; a
+ * buffer freed on another thread than the one that made it simply joins
+ * that thread's cache.  Storage is wiped before it is cached (ibuf_free
+ * does that), so a recycled box holds nothing of the last message.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imsg-private.h"
+
+/* Classes of inline capacity: powers of two from 64 bytes to 64 KiB. */
+#define CLASS_MIN_SHIFT		6
+#define CLASS_MAX_SHIFT		16
+#define NCLASSES		(CLASS_MAX_SHIFT - CLASS_MIN_SHIFT + 1)
+/* Boxes kept per class, and large boxes (above 64 KiB) kept in all. */
+#define CLASS_KEEP		64
+#define LARGE_KEEP		2
+#define LARGE_KEEP_BYTES	(8 * 1024 * 1024)
+
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define THREAD_LOCAL	_Thread_local
+#else
+#define THREAD_LOCAL	__thread
+#endif
+
+struct box_cache {
+	struct ibuf_box	*free[NCLASSES];	/* linked through ib.buf */
+	unsigned int	 nfree[NCLASSES];
+	struct ibuf_box	*large[LARGE_KEEP];
+	int		 registered;
+};
+
+static THREAD_LOCAL struct box_cache cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static int cache_key_ok;
+
+static void
+cache_drain(void *arg)
+{
+	struct box_cache *c = arg;
+	struct ibuf_box *box;
+	int i;
+
+	for (i = 0; i < NCLASSES; i++) {
+		while ((box = c->free[i]) != NULL) {
+			c->free[i] = (struct ibuf_box *)(void *)box->ib.buf;
+			free(box);
+		}
+		c->nfree[i] = 0;
+	}
+	for (i = 0; i < LARGE_KEEP; i++) {
+		free(c->large[i]);
+		c->large[i] = NULL;
+	}
+}
+
+static void
+cache_key_init(void)
+{
+	cache_key_ok = pthread_key_create(&cache_key, cache_drain) == 0;
+}
+
+/*
+ * The first cached box of a thread arranges for the cache to be emptied
+ * when the thread exits.  Without that key the cache is not used at all.
+ */
+static int
+cache_usable(void)
+{
+	if (cache.registered)
+		return 1;
+	pthread_once(&cache_once, cache_key_init);
+	if (!cache_key_ok || pthread_setspecific(cache_key, &cache) != 0)
+		return 0;
+	cache.registered = 1;
+	return 1;
+}
+
+/* Class index for len bytes of inline storage, or -1 if it is large. */
+static int
+size_class(size_t len)
+{
+	int c = 0;
+
+	if (len > ((size_t)1 << CLASS_MAX_SHIFT))
+		return -1;
+	while (((size_t)1 << (CLASS_MIN_SHIFT + c)) < len)
+		c++;
+	return c;
+}
+
+static struct ibuf_box *
+cache_take(size_t len, size_t *icap)
+{
+	struct ibuf_box *box;
+	int c, i;
+
+	if ((c = size_class(len)) >= 0) {
+		*icap = (size_t)1 << (CLASS_MIN_SHIFT + c);
+		if ((box = cache.free[c]) == NULL)
+			return NULL;
+		cache.free[c] = (struct ibuf_box *)(void *)box->ib.buf;
+		cache.nfree[c]--;
+		return box;
+	}
+	*icap = len;
+	/* A large box is reused if it wastes at most half of itself. */
+	for (i = 0; i < LARGE_KEEP; i++) {
+		box = cache.large[i];
+		if (box != NULL && box->icap >= len && box->icap / 2 <= len) {
+			cache.large[i] = NULL;
+			*icap = box->icap;
+			return box;
+		}
+	}
+	return NULL;
+}
+
+static int
+cache_put(struct ibuf_box *box)
+{
+	size_t held;
+	int c, i;
+
+	if (box->icap == 0 || !cache_usable())
+		return 0;
+	if ((c = size_class(box->icap)) >= 0) {
+		if (cache.nfree[c] >= CLASS_KEEP)
+			return 0;
+		box->ib.buf = (unsigned char *)cache.free[c];
+		cache.free[c] = box;
+		cache.nfree[c]++;
+		return 1;
+	}
+	held = box->icap;
+	for (i = 0; i < LARGE_KEEP; i++)
+		if (cache.large[i] != NULL)
+			held += cache.large[i]->icap;
+	if (held > LARGE_KEEP_BYTES)
+		return 0;
+	for (i = 0; i < LARGE_KEEP; i++) {
+		if (cache.large[i] == NULL) {
+			cache.large[i] = box;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Allocate an ibuf whose storage holds len bytes, growing to max.  The
+ * storage is NOT zeroed: the public constructors zero it, the library's
+ * own users (imsg_create, the reader) overwrite it at once.
+ */
+struct ibuf *
+libimsg__ibuf_alloc(size_t len, size_t max)
+{
+	struct ibuf_box *box = NULL;
+	size_t icap = 0;
+
+	if (len > 0 && (box = cache_take(len, &icap)) == NULL) {
+		if (icap > SIZE_MAX - sizeof(*box)) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		box = malloc(sizeof(*box) + icap);
+	} else if (len == 0)
+		box = malloc(sizeof(*box));
+	if (box == NULL)
+		return NULL;
+	memset(box, 0, sizeof(*box));
+	box->cap = box->icap = icap;
+	box->ib.buf = len > 0 ? ibuf_box_inline(box) : NULL;
+	box->ib.size = len;
+	box->ib.max = max;
+	box->ib.fd = -1;
+	return &box->ib;
+}
+
+/* Give back the box of b, whose storage has been wiped and released. */
+void
+libimsg__ibuf_release(struct ibuf *b)
+{
+	struct ibuf_box *box = ibuf_box(b);
+
+	if (!cache_put(box))
+		free(box);
+}
