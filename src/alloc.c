@@ -20,8 +20,13 @@
 #define CLASS_MIN_SHIFT		6
 #define CLASS_MAX_SHIFT		16
 #define NCLASSES		(CLASS_MAX_SHIFT - CLASS_MIN_SHIFT + 1)
-/* Boxes kept per class, and large boxes (above 64 KiB) kept in all. */
-#define CLASS_KEEP		64
+/*
+ * Storage kept per class: one read can turn 64 KiB into 4096 messages,
+ * all freed before the next read, so a class keeps up to 256 KiB (at
+ * least 4 boxes).  Large boxes (above 64 KiB) are kept two at a time.
+ */
+#define CLASS_KEEP_BYTES	(256 * 1024)
+#define CLASS_KEEP_MIN		4
 #define LARGE_KEEP		2
 #define LARGE_KEEP_BYTES	(8 * 1024 * 1024)
 
@@ -38,7 +43,16 @@ struct box_cache {
 	int		 registered;
 };
 
+/*
+ * Initial-exec avoids a __tls_get_addr call per access; glibc keeps
+ * static TLS to spare for small libraries loaded with dlopen.
+ */
+#if defined(__GLIBC__) && defined(__GNUC__)
+static THREAD_LOCAL struct box_cache cache
+    __attribute__((tls_model("initial-exec")));
+#else
 static THREAD_LOCAL struct box_cache cache;
+#endif
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static int cache_key_ok;
@@ -89,13 +103,16 @@ cache_usable(void)
 static int
 size_class(size_t len)
 {
-	int c = 0;
+	unsigned int bits;
 
 	if (len > ((size_t)1 << CLASS_MAX_SHIFT))
 		return -1;
-	while (((size_t)1 << (CLASS_MIN_SHIFT + c)) < len)
-		c++;
-	return c;
+	if (len <= ((size_t)1 << CLASS_MIN_SHIFT))
+		return 0;
+	/* Bits needed for len - 1 give the smallest power of two >= len. */
+	bits = (unsigned int)(sizeof(unsigned long) * 8) -
+	    (unsigned int)__builtin_clzl((unsigned long)(len - 1));
+	return (int)bits - CLASS_MIN_SHIFT;
 }
 
 static struct ibuf_box *
@@ -134,7 +151,8 @@ cache_put(struct ibuf_box *box)
 	if (box->icap == 0 || !cache_usable())
 		return 0;
 	if ((c = size_class(box->icap)) >= 0) {
-		if (cache.nfree[c] >= CLASS_KEEP)
+		if (cache.nfree[c] >= CLASS_KEEP_MIN &&
+		    (size_t)cache.nfree[c] * box->icap >= CLASS_KEEP_BYTES)
 			return 0;
 		box->ib.buf = (unsigned char *)cache.free[c];
 		cache.free[c] = box;
@@ -177,11 +195,17 @@ libimsg__ibuf_alloc(size_t len, size_t max)
 		box = malloc(sizeof(*box));
 	if (box == NULL)
 		return NULL;
-	memset(box, 0, sizeof(*box));
 	box->cap = box->icap = icap;
+	box->flags = 0;
+	box->nmsg = 0;
+	box->cursor = 0;
+	box->ib.entry.tqe_next = NULL;
+	box->ib.entry.tqe_prev = NULL;
 	box->ib.buf = len > 0 ? ibuf_box_inline(box) : NULL;
 	box->ib.size = len;
 	box->ib.max = max;
+	box->ib.wpos = 0;
+	box->ib.rpos = 0;
 	box->ib.fd = -1;
 	return &box->ib;
 }

@@ -30,6 +30,8 @@
 /* Small imsgs are copied into shared batch buffers of this size. */
 #define MSGBUF_BATCH_SIZE	65536
 #define MSGBUF_BATCH_MAXMSG	(MSGBUF_BATCH_SIZE / 4)
+/* Emptied batches a msgbuf keeps: enough for a writer 256 KiB ahead. */
+#define MSGBUF_BATCH_SPARES	4
 
 /*
  * Every struct ibuf the library allocates is the tail of a box.  The box
@@ -77,7 +79,7 @@ struct msgbuf {
 	struct ibufqueue	 rq;		/* received, complete messages */
 	uint32_t		 queued;	/* messages in wq (queuelen) */
 	struct ibuf		*wbatch;	/* batch at the tail of wq, or NULL */
-	struct ibuf		*wspare;	/* emptied batch kept for reuse */
+	struct ibufqueue	 wspare;	/* emptied batches kept for reuse */
 
 	/* Read side; rbuf is NULL for a write-only msgbuf. */
 	unsigned char		*rbuf;
@@ -87,6 +89,8 @@ struct msgbuf {
 	void			*rarg;
 	size_t			 hdrsize;
 	int			 rerr;		/* sticky read error, 0 if none */
+	int			 rpendfd;	/* descriptor for the kept header */
+	int			 notsock;	/* fd+1 of a pipe: use read/writev */
 };
 
 /* alloc.c */

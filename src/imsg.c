@@ -26,8 +26,8 @@ imsg_parse_hdr(struct ibuf *buf, void *arg, int *fd)
 	struct ibuf *b;
 	uint32_t len;
 
-	if (ibuf_get(buf, &hdr, sizeof(hdr)) == -1)
-		return NULL;
+	/* The reader hands over exactly IMSG_HEADER_SIZE bytes. */
+	memcpy(&hdr, ibuf_data(buf), sizeof(hdr));
 	len = hdr.len & ~IMSG_FD_MARK;
 	if (len < IMSG_HEADER_SIZE || len > ib->maxsize) {
 		errno = ERANGE;
@@ -48,8 +48,10 @@ imsgbuf_init(struct imsgbuf *ib, int fd)
 	struct msgbuf *m;
 
 	m = msgbuf_new_reader(IMSG_HEADER_SIZE, imsg_parse_hdr, ib);
-	if (m == NULL)
+	if (m == NULL) {
+		ib->w = NULL;
 		return -1;
+	}
 	ib->w = m;
 	ib->pid = getpid();
 	ib->maxsize = MAX_IMSGSIZE;
@@ -428,19 +430,24 @@ imsg_compose_ibuf(struct imsgbuf *ib, uint32_t type, uint32_t id,
     pid_t pid, struct ibuf *buf)
 {
 	struct imsg_hdr hdr;
-	void *p;
+	struct ibuf *hbuf;
 	int saved_errno;
 
 	if (buf->fd == IBUF_FD_VIEW)
 		libimsg__ibuf_view_abort("imsg_compose_ibuf");
 	if (imsgbuf_dead(ib) || !imsg_len_ok(ib, ibuf_size(buf)))
 		goto fail;
-	/* The payload's own header is never marked: it cannot carry an fd. */
+	/*
+	 * The header is never marked: buf cannot pass a descriptor.  It gets
+	 * a buffer of its own, since a batch holds only whole messages.
+	 */
 	imsg_fill_hdr(ib, &hdr, type, id, pid,
 	    (uint32_t)(ibuf_size(buf) + IMSG_HEADER_SIZE));
-	if ((p = libimsg__msgbuf_batch_reserve(ib->w, sizeof(hdr))) == NULL)
+	if ((hbuf = libimsg__ibuf_alloc(sizeof(hdr), sizeof(hdr))) == NULL)
 		goto fail;
-	memcpy(p, &hdr, sizeof(hdr));
+	memcpy(hbuf->buf, &hdr, sizeof(hdr));
+	hbuf->wpos = sizeof(hdr);
+	ibuf_close(ib->w, hbuf);
 	ibuf_close(ib->w, buf);
 	return 1;
 

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "imsg-private.h"
 
@@ -17,6 +18,8 @@ msgbuf_alloc(void)
 		return NULL;
 	libimsg__q_init(&m->wq);
 	libimsg__q_init(&m->rq);
+	libimsg__q_init(&m->wspare);
+	m->rpendfd = -1;
 	return m;
 }
 
@@ -61,6 +64,9 @@ msgbuf_clear(struct msgbuf *m)
 		libimsg__wipe(m->rbuf, m->rlen);
 	m->rlen = 0;
 	m->rerr = 0;
+	if (m->rpendfd != -1)
+		close(m->rpendfd);
+	m->rpendfd = -1;
 }
 
 void
@@ -69,7 +75,9 @@ msgbuf_free(struct msgbuf *m)
 	if (m == NULL)
 		return;
 	msgbuf_clear(m);
-	ibuf_free(m->wspare);
+	ibufq_flush(&m->wspare);
+	if (m->rbuf != NULL)
+		libimsg__wipe(m->rbuf, MSGBUF_RBUF_SIZE);
 	free(m->rbuf);
 	free(m);
 }
@@ -119,8 +127,7 @@ libimsg__msgbuf_batch_reserve(struct msgbuf *m, size_t len)
 	struct ibuf_box *box;
 
 	if (b == NULL || ibuf_left(b) < len) {
-		if ((b = m->wspare) != NULL) {
-			m->wspare = NULL;
+		if ((b = libimsg__q_pop(&m->wspare)) != NULL) {
 			b->rpos = b->wpos = 0;
 		} else if ((b = libimsg__ibuf_alloc(MSGBUF_BATCH_SIZE,
 		    MSGBUF_BATCH_SIZE)) == NULL)
@@ -132,10 +139,12 @@ libimsg__msgbuf_batch_reserve(struct msgbuf *m, size_t len)
 		libimsg__q_push(&m->wq, b);
 		m->wbatch = b;
 	}
+	/* There is room: no need for the general reserve's checks. */
 	box = ibuf_box(b);
 	box->nmsg++;
 	m->queued++;
-	return libimsg__ibuf_reserve_raw(b, len);
+	b->wpos += len;
+	return b->buf + b->wpos - len;
 }
 
 /* Count the messages of a batch that are now completely sent. */
@@ -170,10 +179,13 @@ wq_release(struct msgbuf *m, struct ibuf *b)
 	batch_account(m, b);
 	if (m->wbatch == b)
 		m->wbatch = NULL;
-	/* Keep one emptied batch: steady traffic then allocates nothing. */
-	libimsg__wipe(b->buf, b->wpos);
-	if (m->wspare == NULL)
-		m->wspare = b;
+	/*
+	 * Keep a few emptied batches: steady traffic then allocates nothing.
+	 * Like the read buffer, they stay private to the msgbuf until the
+	 * next messages overwrite them; ibuf_free wipes them when they go.
+	 */
+	if (m->wspare.count < MSGBUF_BATCH_SPARES)
+		libimsg__q_push(&m->wspare, b);
 	else
 		ibuf_free(b);
 }

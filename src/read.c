@@ -18,57 +18,139 @@
 #include "imsg-private.h"
 
 /*
- * A received descriptor can only belong to a message whose first byte
- * came with it: the kernel ends a read at the data that carried the
- * descriptor, and senders put the descriptor on the first byte of its
- * message.  rstart is where this read's bytes begin in rbuf; headers
- * before it (a partial header kept from the previous read) are not
- * offered the descriptor, so no other message can take it.
+ * Which message a received descriptor belongs to.  The kernel ends a read
+ * right after the data that carried a descriptor, and a sender puts the
+ * descriptor on the first byte of its message, sending nothing with a
+ * descriptor after it in the same call.  So the owner is the LAST marked
+ * message whose header began in this read; a header kept from an earlier
+ * read, or an earlier marked header without a descriptor of its own (a
+ * peer that does not pass descriptors), never gets it.  When our read
+ * buffer, not the kernel, cut the read inside a header, that header may
+ * be the owner: the descriptor waits for it in m->rpendfd.
+ */
+struct fdoffer {
+	int		 fd;		/* this read's descriptor, or -1 */
+	struct ibuf	*holder;	/* message that took it, or NULL */
+	int		 pend;		/* descriptor for the header at 0 */
+};
+
+/* Call the header callback, offering it the descriptor it may own. */
+static struct ibuf *
+parse_header(struct msgbuf *m, struct ibuf *hdr, int fresh,
+    struct fdoffer *fo)
+{
+	struct ibuf *msg;
+	int offer, *from;
+
+	from = fresh ? &fo->fd : &fo->pend;
+	offer = *from;
+	msg = m->readhdr(hdr, m->rarg, &offer);
+	if (offer != -1 || *from == -1)
+		return msg;
+	/* Taken: by this message, or closed with it if the callback failed. */
+	if (fresh && fo->holder != NULL)
+		fo->holder->fd = -1;
+	if (msg == NULL) {
+		*from = -1;
+		if (fresh)
+			fo->holder = NULL;
+		return NULL;
+	}
+	if (fresh)
+		fo->holder = msg;
+	else
+		*from = -1;
+	return msg;
+}
+
+/* Release the descriptors nobody owns; keep one for a cut header. */
+static void
+settle_fds(struct msgbuf *m, struct fdoffer *fo, int keep)
+{
+	if (fo->pend != -1)
+		close(fo->pend);
+	if (fo->holder == NULL && fo->fd != -1) {
+		if (keep)
+			m->rpendfd = fo->fd;
+		else
+			close(fo->fd);
+	}
+}
+
+/*
+ * Cut the bytes held in rbuf into messages.  rstart is where this read's
+ * bytes begin; anything before it is a header kept from the last read.
  */
 static int
-process(struct msgbuf *m, size_t rstart, int *fdp)
+process(struct msgbuf *m, size_t rstart, int fd)
 {
-	struct ibuf hdr;
+	struct fdoffer fo;
+	struct ibuf hdr, *msg;
 	size_t off = 0, left, n;
-	int nofd;
 
+	fo.fd = fd;
+	fo.holder = NULL;
+	fo.pend = m->rpendfd;
+	m->rpendfd = -1;
+	ibuf_from_buffer(&hdr, m->rbuf, m->hdrsize);
 	while (off < m->rlen) {
 		if (m->rmsg == NULL) {
 			if (m->rlen - off < m->hdrsize)
 				break;
-			ibuf_from_buffer(&hdr, m->rbuf + off, m->hdrsize);
-			nofd = -1;
-			m->rmsg = m->readhdr(&hdr, m->rarg,
-			    off >= rstart ? fdp : &nofd);
-			if (m->rmsg == NULL)
-				return -1;
+			/* The same view, moved along: the callback gets it fresh. */
+			hdr.buf = m->rbuf + off;
+			hdr.rpos = 0;
+			msg = parse_header(m, &hdr, off >= rstart, &fo);
+			if (msg == NULL)
+				goto fail;
 			/* A message shorter than its header would loop. */
-			if (ibuf_left(m->rmsg) < m->hdrsize) {
-				ibuf_free(m->rmsg);
-				m->rmsg = NULL;
+			if (msg->fd == IBUF_FD_VIEW ||
+			    msg->max - msg->wpos < m->hdrsize) {
+				if (fo.holder == msg)
+					fo.holder = NULL;
+				if (msg->fd != IBUF_FD_VIEW) {
+					if (msg->fd == fo.fd)
+						fo.fd = -1;
+					ibuf_free(msg);
+				}
 				errno = EBADMSG;
-				return -1;
+				goto fail;
 			}
+			m->rmsg = msg;
 		}
 		left = m->rlen - off;
-		n = ibuf_left(m->rmsg);
+		n = m->rmsg->max - m->rmsg->wpos;
 		if (n > left)
 			n = left;
-		if (ibuf_add(m->rmsg, m->rbuf + off, n) == -1)
-			return -1;
+		/* Storage is usually there already; else let it grow. */
+		if (n <= m->rmsg->size - m->rmsg->wpos) {
+			memcpy(m->rmsg->buf + m->rmsg->wpos, m->rbuf + off, n);
+			m->rmsg->wpos += n;
+		} else if (ibuf_add(m->rmsg, m->rbuf + off, n) == -1)
+			goto fail;
 		off += n;
-		if (ibuf_left(m->rmsg) == 0) {
+		if (m->rmsg->wpos == m->rmsg->max) {
 			libimsg__q_push(&m->rq, m->rmsg);
 			m->rmsg = NULL;
 		}
 	}
-	/* Keep only the partial header, at the start of the buffer. */
+	settle_fds(m, &fo, off < m->rlen && off >= rstart);
+	/*
+	 * Keep only the partial header, at the start of the buffer.  The
+	 * bytes before it were copied into messages and are overwritten by
+	 * the next read; the buffer is wiped when the msgbuf is freed.
+	 */
 	if (off > 0) {
 		memmove(m->rbuf, m->rbuf + off, m->rlen - off);
-		libimsg__wipe(m->rbuf + (m->rlen - off), off);
 		m->rlen -= off;
 	}
 	return 1;
+
+fail:
+	n = errno;
+	settle_fds(m, &fo, 0);
+	errno = (int)n;
+	return -1;
 }
 
 /* Keep the first descriptor of the first SCM_RIGHTS; close all others. */
@@ -96,15 +178,11 @@ take_fd(struct msghdr *msg)
 	return fd;
 }
 
+/* Every later read fails the same way: the stream cannot be trusted. */
 static int
-read_fail(struct msgbuf *m, int fd)
+read_fail(struct msgbuf *m)
 {
-	int saved_errno = errno;
-
-	if (fd != -1)
-		close(fd);
-	m->rerr = saved_errno;
-	errno = saved_errno;
+	m->rerr = errno;
 	return -1;
 }
 
@@ -168,14 +246,22 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 	}
 
 	for (;;) {
-		n = recvmsg(sock, &msg, 0);
+		if (m->notsock == sock + 1)
+			n = readv(sock, iov, iovcnt);
+		else
+			n = recvmsg(sock, &msg, 0);
 		if (n != -1)
 			break;
 		if (errno == EINTR || errno == EMSGSIZE)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
 			return 1;
-		return -1;
+		/* Upstream reads pipes too; they cannot carry descriptors. */
+		if (errno == ENOTSOCK && m->notsock != sock + 1) {
+			m->notsock = sock + 1;
+			continue;
+		}
+		return read_fail(m);
 	}
 	/*
 	 * Without fdpass there is no control buffer and the kernel disposes
@@ -205,10 +291,8 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 	}
 	m->rlen += got;
 
-	if (process(m, rstart, &fd) == -1)
-		return read_fail(m, fd);
-	if (fd != -1)
-		close(fd);
+	if (process(m, rstart, fd) == -1)
+		return read_fail(m);
 	return 1;
 }
 

@@ -90,9 +90,22 @@ write_queue(int fd, struct msgbuf *m, int fdpass)
 		memcpy(CMSG_DATA(cmsg), &first->fd, sizeof(int));
 	}
 
-	do {
-		n = sendmsg(fd, &msg, WRITE_FLAGS);
-	} while (n == -1 && errno == EINTR);
+	for (;;) {
+		if (m->notsock == fd + 1 && !sendfd)
+			n = writev(fd, iov, iovcnt);
+		else
+			n = sendmsg(fd, &msg, WRITE_FLAGS);
+		if (n != -1)
+			break;
+		if (errno == EINTR)
+			continue;
+		/* Upstream writes to pipes too, when no descriptor goes. */
+		if (errno == ENOTSOCK && !sendfd && m->notsock != fd + 1) {
+			m->notsock = fd + 1;
+			continue;
+		}
+		break;
+	}
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
 			return 0;
