@@ -28,6 +28,15 @@
 
 #define MARK	0x80000000U	/* IMSG_FD_MARK, private to the library */
 
+/* Compare a message's payload, failing (not crashing) if it is missing. */
+#define CHECK_DATA(m, p, n) do {					\
+	if ((m)->data == NULL || (m)->hdr.len < 16 + (size_t)(n))	\
+		h_fail(__FILE__, __LINE__, "payload missing or shorter "\
+		    "than %zu bytes", (size_t)(n));			\
+	else								\
+		CHECK_MEM((m)->data, (p), (n));				\
+} while (0)
+
 /* ---- helpers ---------------------------------------------------------- */
 
 /*
@@ -168,8 +177,35 @@ wait_readable(int fd, int ms)
 }
 
 /*
+ * What next_msg leaves in *imsg when it fails: an empty message that the
+ * accessors and imsg_get_fd handle, so a failing case goes on to report
+ * instead of crashing on a stale struct.  All stand-ins share one static
+ * ibuf (nothing allocated, nothing to leak), which msg_free leaves alone.
+ */
+static struct ibuf	 fake_ibuf;
+static struct ibuf	*const fake_buf = &fake_ibuf;
+
+static void
+fake_msg(struct imsg *imsg)
+{
+	memset(imsg, 0, sizeof(*imsg));
+	memset(&fake_ibuf, 0, sizeof(fake_ibuf));
+	fake_ibuf.fd = -1;
+	imsg->buf = fake_buf;
+}
+
+/* imsg_free, except for next_msg's shared stand-in. */
+static void
+msg_free(struct imsg *imsg)
+{
+	if (imsg->buf != fake_buf)
+		imsg_free(imsg);
+}
+
+/*
  * Fetch the next message, reading (at most 5 s per wait) as needed.
  * 1: *imsg filled; 0: EOF; -1: error (errno) or timeout (ETIMEDOUT).
+ * Unless 1, *imsg is an empty stand-in (fake_msg) to be freed as usual.
  */
 static int
 next_msg(struct imsgbuf *ib, struct imsg *imsg)
@@ -177,16 +213,21 @@ next_msg(struct imsgbuf *ib, struct imsg *imsg)
 	int r;
 
 	for (;;) {
-		if ((r = imsgbuf_get(ib, imsg)) != 0)
-			return r;
+		if ((r = imsgbuf_get(ib, imsg)) == 1)
+			return 1;
+		if (r == -1)
+			break;
 		if ((r = wait_readable(ib->fd, 5000)) <= 0) {
 			if (r == 0)
 				errno = ETIMEDOUT;
-			return -1;
+			r = -1;
+			break;
 		}
 		if ((r = imsgbuf_read(ib)) != 1)
-			return r;
+			break;
 	}
+	fake_msg(imsg);
+	return r;
 }
 
 /* Like next_msg, through imsg_get (returns its value, or 0/-1). */
@@ -197,16 +238,23 @@ next_imsg_get(struct imsgbuf *ib, struct imsg *imsg)
 	int r;
 
 	for (;;) {
-		if ((n = imsg_get(ib, imsg)) != 0)
+		if ((n = imsg_get(ib, imsg)) > 0)
 			return n;
+		if (n == -1)
+			break;
 		if ((r = wait_readable(ib->fd, 5000)) <= 0) {
 			if (r == 0)
 				errno = ETIMEDOUT;
-			return -1;
+			n = -1;
+			break;
 		}
-		if ((r = imsgbuf_read(ib)) != 1)
-			return r;
+		if ((r = imsgbuf_read(ib)) != 1) {
+			n = r;
+			break;
+		}
 	}
+	fake_msg(imsg);
+	return n;
 }
 
 /*
@@ -438,8 +486,8 @@ compose_beyond_default_maxsize_fails_erange(void)
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_UINT(m.hdr.len, ==, 16384);
 	CHECK_UINT(imsg_get_len(&m), ==, 16368);
-	CHECK_MEM(m.data, big, 16368);
-	imsg_free(&m);
+	CHECK_DATA(&m, big, 16368);
+	msg_free(&m);
 	chan_close(&c);
 }
 
@@ -552,7 +600,7 @@ receiver_maxsize_bounds_incoming_messages(void)
 	write_all(c.sv[0], msg, 116);
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_UINT(imsg_get_len(&m), ==, 100);
-	imsg_free(&m);
+	msg_free(&m);
 	put_hdr(msg, 2, 117, 0, 0);
 	write_all(c.sv[0], msg, 117);
 	CHECK_FAIL(next_msg(&c.b, &m), -1, ERANGE);
@@ -568,8 +616,8 @@ receiver_maxsize_bounds_incoming_messages(void)
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_UINT(m.hdr.len, ==, 20016);
 	CHECK_UINT(imsg_get_len(&m), ==, 20000);
-	CHECK_MEM(m.data, msg, 20000);
-	imsg_free(&m);
+	CHECK_DATA(&m, msg, 20000);
+	msg_free(&m);
 	chan_close(&c);
 
 	/* With the default limit the same message is refused. */
@@ -702,8 +750,8 @@ create_add_close_delivers_one_message(void)
 	CHECK_UINT(m.hdr.len, ==, 16 + 11);
 	CHECK_UINT(imsg_get_len(&m), ==, 11);
 	CHECK_PTR(m.data, !=, NULL);
-	CHECK_MEM(m.data, "hello world", 11);
-	imsg_free(&m);
+	CHECK_DATA(&m, "hello world", 11);
+	msg_free(&m);
 	CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
 	chan_close(&c);
 }
@@ -737,15 +785,15 @@ imsg_composev_concatenates_iovecs(void)
 	CHECK_INT(imsg_get_pid(&m), ==, 3);
 	CHECK_UINT(imsg_get_len(&m), ==, 6);
 	CHECK_UINT(m.hdr.len, ==, 22);
-	CHECK_MEM(m.data, "abcdef", 6);
-	imsg_free(&m);
+	CHECK_DATA(&m, "abcdef", 6);
+	msg_free(&m);
 	for (uint32_t t = 4; t <= 6; t++) {
 		CHECK_INT(next_msg(&c.b, &m), ==, 1);
 		CHECK_UINT(imsg_get_type(&m), ==, t);
 		CHECK_UINT(imsg_get_len(&m), ==, 0);
 		CHECK_UINT(m.hdr.len, ==, 16);
 		CHECK_PTR(m.data, ==, NULL);
-		imsg_free(&m);
+		msg_free(&m);
 	}
 	chan_close(&c);
 }
@@ -793,16 +841,16 @@ imsg_compose_ibuf_sends_unread_part_and_queues_two(void)
 	CHECK_INT(imsg_get_pid(&m), ==, 9);
 	CHECK_UINT(m.hdr.len, ==, 26);
 	CHECK_UINT(imsg_get_len(&m), ==, 10);
-	CHECK_MEM(m.data, "0123456789", 10);
+	CHECK_DATA(&m, "0123456789", 10);
 	CHECK_INT(imsg_get_fd(&m), ==, -1);
-	imsg_free(&m);
+	msg_free(&m);
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_UINT(imsg_get_type(&m), ==, 10);
 	CHECK_INT(imsg_get_pid(&m), ==, getpid());
 	CHECK_UINT(m.hdr.len, ==, 22);
 	CHECK_UINT(imsg_get_len(&m), ==, 6);
-	CHECK_MEM(m.data, "efghij", 6);
-	imsg_free(&m);
+	CHECK_DATA(&m, "efghij", 6);
+	msg_free(&m);
 	chan_close(&c);
 }
 
@@ -852,7 +900,7 @@ imsg_compose_ibuf_empty_payload_does_not_stall(void)
 		CHECK_UINT(m.hdr.len, ==, 16);
 		CHECK_UINT(imsg_get_len(&m), ==, 0);
 		CHECK_PTR(m.data, ==, NULL);
-		imsg_free(&m);
+		msg_free(&m);
 		chan_close(&c);
 		child_exit();
 	}
@@ -881,15 +929,15 @@ imsgbuf_flush_returns_after_compose_ibuf(void)
 		CHECK_UINT(imsgbuf_queuelen(&c.a), ==, 0);
 		CHECK_INT(next_msg(&c.b, &m), ==, 1);
 		CHECK_UINT(imsg_get_type(&m), ==, 1);
-		imsg_free(&m);
+		msg_free(&m);
 		CHECK_INT(next_msg(&c.b, &m), ==, 1);
 		CHECK_UINT(imsg_get_type(&m), ==, 2);
 		CHECK_UINT(imsg_get_len(&m), ==, 7);
-		CHECK_MEM(m.data, "payload", 7);
-		imsg_free(&m);
+		CHECK_DATA(&m, "payload", 7);
+		msg_free(&m);
 		CHECK_INT(next_msg(&c.b, &m), ==, 1);
 		CHECK_UINT(imsg_get_type(&m), ==, 3);
-		imsg_free(&m);
+		msg_free(&m);
 		chan_close(&c);
 		child_exit();
 	}
@@ -943,7 +991,7 @@ imsg_forward_resends_whole_payload_without_fd(void)
 	CHECK_INT(fd, >=, 0);
 	if (fd >= 0)
 		close(fd);
-	imsg_free(&m);
+	msg_free(&m);
 
 	/* pid 0 in the message becomes the forwarding imsgbuf's pid. */
 	in.a.pid = 0;
@@ -965,7 +1013,7 @@ imsg_forward_resends_whole_payload_without_fd(void)
 	CHECK_INT(imsgbuf_set_maxsize(&out.a, 4), ==, 0);
 	CHECK_FAIL(imsg_forward(&out.a, &m), -1, ERANGE);
 	CHECK_UINT(imsgbuf_queuelen(&out.a), ==, 0);
-	imsg_free(&m);
+	msg_free(&m);
 	chan_close(&in);
 	chan_close(&out);
 }
@@ -989,15 +1037,15 @@ imsg_get_and_imsgbuf_get_return_values(void)
 	/* imsg_get returns the total length, imsgbuf_get 1. */
 	CHECK_INT(next_imsg_get(&c.b, &m), ==, 21);
 	CHECK_UINT(imsg_get_type(&m), ==, 1);
-	imsg_free(&m);
+	msg_free(&m);
 	CHECK_INT(next_imsg_get(&c.b, &m), ==, 16);
 	CHECK_UINT(imsg_get_type(&m), ==, 2);
 	CHECK_PTR(m.data, ==, NULL);
-	imsg_free(&m);
+	msg_free(&m);
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_UINT(imsg_get_type(&m), ==, 3);
 	CHECK_UINT(m.hdr.len, ==, 23);
-	imsg_free(&m);
+	msg_free(&m);
 	CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
 	CHECK_INT(imsg_get(&c.b, &m), ==, 0);
 	chan_close(&c);
@@ -1025,10 +1073,10 @@ accessors_return_header_fields(void)
 	CHECK_UINT(m.hdr.pid, ==, 12345);
 	CHECK_UINT(m.hdr.len, ==, 26);
 	CHECK_PTR(m.data, !=, NULL);
-	CHECK_MEM(m.data, data, sizeof(data));
+	CHECK_DATA(&m, data, sizeof(data));
 	CHECK_PTR(m.buf, !=, NULL);
 	CHECK_INT(imsg_get_fd(&m), ==, -1);
-	imsg_free(&m);
+	msg_free(&m);
 	chan_close(&c);
 }
 
@@ -1054,12 +1102,12 @@ imsg_get_data_wants_exact_length(void)
 	CHECK_MEM(buf, "ABCDEFGH", 8);
 	CHECK_UINT(imsg_get_len(&m), ==, 0);
 	CHECK_FAIL(imsg_get_data(&m, buf, 8), -1, EBADMSG);
-	imsg_free(&m);
+	msg_free(&m);
 
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_FAIL(imsg_get_data(&m, buf, 1), -1, EBADMSG);
 	CHECK_FAIL(imsg_get_data(&m, buf, 0), -1, EINVAL);
-	imsg_free(&m);
+	msg_free(&m);
 	chan_close(&c);
 }
 
@@ -1083,7 +1131,7 @@ imsg_get_buf_reads_partially(void)
 	CHECK_MEM(buf, "456789", 6);
 	CHECK_UINT(imsg_get_len(&m), ==, 0);
 	CHECK_FAIL(imsg_get_buf(&m, buf, 1), -1, EBADMSG);
-	imsg_free(&m);
+	msg_free(&m);
 	chan_close(&c);
 }
 
@@ -1113,7 +1161,7 @@ imsg_get_strbuf_checks_length_and_nul(void)
 	/* The last byte is forced to NUL and the bytes are consumed. */
 	CHECK_MEM(s, "ab", 3);
 	CHECK_UINT(imsg_get_len(&m), ==, 0);
-	imsg_free(&m);
+	msg_free(&m);
 	chan_close(&c);
 }
 
@@ -1132,7 +1180,7 @@ imsg_get_ibuf_views_the_rest_of_the_payload(void)
 
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_FAIL(imsg_get_ibuf(&m, &v), -1, EBADMSG);
-	imsg_free(&m);
+	msg_free(&m);
 
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_INT(imsg_get_buf(&m, buf, 3), ==, 0);
@@ -1144,7 +1192,7 @@ imsg_get_ibuf_views_the_rest_of_the_payload(void)
 	CHECK_MEM(buf, "3456", 4);
 	CHECK_UINT(ibuf_size(&v), ==, 3);
 	CHECK_FAIL(imsg_get_ibuf(&m, &v), -1, EBADMSG);
-	imsg_free(&m);
+	msg_free(&m);
 	chan_close(&c);
 }
 
@@ -1187,13 +1235,13 @@ imsg_ibufq_push_and_pop_hand_messages_over(void)
 	CHECK_UINT(imsg_get_len(&m), ==, 6);	/* whole payload again */
 	CHECK_PTR(m.data, !=, NULL);
 	if (m.data != NULL)
-		CHECK_MEM(m.data, "abcdef", 6);
-	imsg_free(&m);
+		CHECK_DATA(&m, "abcdef", 6);
+	msg_free(&m);
 	CHECK_INT(imsg_ibufq_pop(q, &m), ==, 1);
 	CHECK_UINT(imsg_get_type(&m), ==, 4);
 	CHECK_UINT(imsg_get_len(&m), ==, 0);
 	CHECK_PTR(m.data, ==, NULL);
-	imsg_free(&m);
+	msg_free(&m);
 	CHECK_INT(imsg_ibufq_pop(q, &m), ==, 0);
 	CHECK_UINT(ibufq_queuelen(q), ==, 0);
 	ibufq_free(q);
@@ -1224,7 +1272,7 @@ imsgbuf_queuelen_counts_queued_messages(void)
 	for (i = 0; i < 3; i++) {
 		CHECK_INT(next_msg(&c.b, &m), ==, 1);
 		CHECK_UINT(imsg_get_type(&m), ==, i);
-		imsg_free(&m);
+		msg_free(&m);
 	}
 	chan_close(&c);
 }
@@ -1258,8 +1306,8 @@ imsgbuf_flush_sends_everything_to_a_child(void)
 			CHECK_UINT(seq, ==, i);
 			fill(data, FLUSH_SZ, (unsigned int)i);
 			memcpy(data, &seq, sizeof(seq));
-			CHECK_MEM(m.data, data, FLUSH_SZ);
-			imsg_free(&m);
+			CHECK_DATA(&m, data, FLUSH_SZ);
+			msg_free(&m);
 		}
 		CHECK_INT(next_msg(&ib, &m), ==, 0);	/* then EOF */
 		imsgbuf_clear(&ib);
@@ -1287,72 +1335,82 @@ imsgbuf_flush_sends_everything_to_a_child(void)
 static void
 calls_after_imsgbuf_clear_fail_einval(void)
 {
-	struct chan c;
-	struct imsg m, fwd;
-	struct ibuf *buf;
-	struct iovec iov;
-	char x[] = "x";
-	int fd, fd2, fd3, r;
+	pid_t pid;
 
-	chan_open(&c, 0);
-	set_nonblock(c.sv[1]);
-	/* A received message to try imsg_forward with later. */
-	CHECK_INT(imsg_compose(&c.a, 1, 0, 0, -1, "fwd", 3), ==, 1);
-	CHECK_INT(drain(&c.a), ==, 0);
-	CHECK_INT(next_msg(&c.b, &fwd), ==, 1);
+	/* In a child: a library that crashes after clear fails just this. */
+	if ((pid = fork_child()) == 0) {
+		struct chan c;
+		struct imsg m, fwd;
+		struct ibuf *buf;
+		struct iovec iov;
+		char x[] = "x";
+		int fd, fd2, fd3, r;
 
-	/* Unsent messages are dropped and their fds closed. */
-	fd = devnull();
-	CHECK_INT(imsg_compose(&c.a, 2, 0, 0, fd, "y", 1), ==, 1);
-	imsgbuf_clear(&c.a);
-	CHECK(!h_fd_is_open(fd));
-	CHECK_PTR(c.a.w, ==, NULL);
-	imsgbuf_clear(&c.a);		/* harmless a second time */
-	CHECK(h_fd_is_open(c.sv[0]));
+		chan_open(&c, 0);
+		set_nonblock(c.sv[1]);
+		/* A received message to try imsg_forward with later. */
+		CHECK_INT(imsg_compose(&c.a, 1, 0, 0, -1, "fwd", 3), ==, 1);
+		CHECK_INT(drain(&c.a), ==, 0);
+		CHECK_INT(next_msg(&c.b, &fwd), ==, 1);
 
-	CHECK_FAIL(imsgbuf_read(&c.a), -1, EINVAL);
-	CHECK_FAIL(imsgbuf_write(&c.a), -1, EINVAL);
-	CHECK_FAIL(imsgbuf_flush(&c.a), -1, EINVAL);
-	CHECK_FAIL(imsgbuf_get(&c.a, &m), -1, EINVAL);
-	CHECK_FAIL(imsg_get(&c.a, &m), -1, EINVAL);
-	CHECK_NULL_ERRNO(imsg_create(&c.a, 1, 0, 0, 4), EINVAL);
-	CHECK_FAIL(imsg_forward(&c.a, &fwd), -1, EINVAL);
-	/* A failed compose leaves the fd with the caller. */
-	fd2 = devnull();
-	CHECK_FAIL(imsg_compose(&c.a, 1, 0, 0, fd2, "x", 1), -1, EINVAL);
-	CHECK(h_fd_is_open(fd2));
-	iov.iov_base = x;
-	iov.iov_len = 1;
-	CHECK_FAIL(imsg_composev(&c.a, 1, 0, 0, fd2, &iov, 1), -1, EINVAL);
-	CHECK(h_fd_is_open(fd2));
-	CHECK_INT(close(fd2), ==, 0);
-	/* compose_ibuf consumes its buffer even so. */
-	buf = ibuf_open(4);
-	if (buf != NULL) {
-		fd3 = devnull();
-		ibuf_fd_set(buf, fd3);
-		CHECK_FAIL(imsg_compose_ibuf(&c.a, 1, 0, 0, buf), -1, EINVAL);
-		CHECK(!h_fd_is_open(fd3));
+		/* Unsent messages are dropped and their fds closed. */
+		fd = devnull();
+		CHECK_INT(imsg_compose(&c.a, 2, 0, 0, fd, "y", 1), ==, 1);
+		imsgbuf_clear(&c.a);
+		CHECK(!h_fd_is_open(fd));
+		CHECK_PTR(c.a.w, ==, NULL);
+		imsgbuf_clear(&c.a);		/* harmless a second time */
+		CHECK(h_fd_is_open(c.sv[0]));
+
+		CHECK_FAIL(imsgbuf_read(&c.a), -1, EINVAL);
+		CHECK_FAIL(imsgbuf_write(&c.a), -1, EINVAL);
+		CHECK_FAIL(imsgbuf_flush(&c.a), -1, EINVAL);
+		CHECK_FAIL(imsgbuf_get(&c.a, &m), -1, EINVAL);
+		CHECK_FAIL(imsg_get(&c.a, &m), -1, EINVAL);
+		CHECK_NULL_ERRNO(imsg_create(&c.a, 1, 0, 0, 4), EINVAL);
+		CHECK_FAIL(imsg_forward(&c.a, &fwd), -1, EINVAL);
+		/* A failed compose leaves the fd with the caller. */
+		fd2 = devnull();
+		CHECK_FAIL(imsg_compose(&c.a, 1, 0, 0, fd2, "x", 1), -1,
+		    EINVAL);
+		CHECK(h_fd_is_open(fd2));
+		iov.iov_base = x;
+		iov.iov_len = 1;
+		CHECK_FAIL(imsg_composev(&c.a, 1, 0, 0, fd2, &iov, 1), -1,
+		    EINVAL);
+		CHECK(h_fd_is_open(fd2));
+		CHECK_INT(close(fd2), ==, 0);
+		/* compose_ibuf consumes its buffer even so. */
+		buf = ibuf_open(4);
+		if (buf != NULL) {
+			fd3 = devnull();
+			ibuf_fd_set(buf, fd3);
+			CHECK_FAIL(imsg_compose_ibuf(&c.a, 1, 0, 0, buf), -1,
+			    EINVAL);
+			CHECK(!h_fd_is_open(fd3));
+		}
+		CHECK_UINT(imsgbuf_queuelen(&c.a), ==, 0);
+		imsgbuf_allow_fdpass(&c.a);	/* must not crash */
+		errno = 0;
+		r = imsgbuf_set_maxsize(&c.a, 100);
+		CHECK(r == 0 || (r == -1 && errno == EINVAL));
+		msg_free(&fwd);
+
+		/* The dropped message never reached the peer. */
+		CHECK_INT(imsgbuf_read(&c.b), ==, 1);
+		CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
+
+		/* imsgbuf_init makes it usable again. */
+		CHECK_INT(imsgbuf_init(&c.a, c.sv[0]), ==, 0);
+		CHECK_INT(imsg_compose(&c.a, 3, 0, 0, -1, "z", 1), ==, 1);
+		CHECK_INT(drain(&c.a), ==, 0);
+		CHECK_INT(next_msg(&c.b, &m), ==, 1);
+		CHECK_UINT(imsg_get_type(&m), ==, 3);
+		msg_free(&m);
+		chan_close(&c);
+		child_exit();
 	}
-	CHECK_UINT(imsgbuf_queuelen(&c.a), ==, 0);
-	imsgbuf_allow_fdpass(&c.a);	/* must not crash */
-	errno = 0;
-	r = imsgbuf_set_maxsize(&c.a, 100);
-	CHECK(r == 0 || (r == -1 && errno == EINVAL));
-	imsg_free(&fwd);
-
-	/* The dropped message never reached the peer. */
-	CHECK_INT(imsgbuf_read(&c.b), ==, 1);
-	CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
-
-	/* imsgbuf_init makes it usable again. */
-	CHECK_INT(imsgbuf_init(&c.a, c.sv[0]), ==, 0);
-	CHECK_INT(imsg_compose(&c.a, 3, 0, 0, -1, "z", 1), ==, 1);
-	CHECK_INT(drain(&c.a), ==, 0);
-	CHECK_INT(next_msg(&c.b, &m), ==, 1);
-	CHECK_UINT(imsg_get_type(&m), ==, 3);
-	imsg_free(&m);
-	chan_close(&c);
+	WAIT_CHILD(pid);
 }
 
 static void
@@ -1367,7 +1425,7 @@ imsgbuf_clear_frees_received_messages(void)
 		CHECK_INT(imsg_compose(&c.a, 1, 0, 0, -1, "abc", 3), ==, 1);
 	CHECK_INT(drain(&c.a), ==, 0);
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
-	imsg_free(&m);
+	msg_free(&m);
 	/* Four unfetched messages are dropped (ASan/valgrind see leaks). */
 	imsgbuf_clear(&c.b);
 	CHECK_PTR(c.b.w, ==, NULL);
@@ -1402,7 +1460,7 @@ child_pid_is_the_default_header_pid(void)
 	CHECK_UINT(imsg_get_type(&m), ==, 77);
 	CHECK_INT(imsg_get_pid(&m), ==, pid);
 	CHECK_INT(imsg_get_pid(&m), !=, getpid());
-	imsg_free(&m);
+	msg_free(&m);
 	CHECK_INT(next_msg(&ib, &m), ==, 0);
 	imsgbuf_clear(&ib);
 	close(sv[0]);
@@ -1428,7 +1486,7 @@ request_reply_between_processes(void)
 			v++;
 			CHECK_INT(imsg_compose(&ib, imsg_get_type(&m) + 1,
 			    imsg_get_id(&m), 0, -1, &v, sizeof(v)), ==, 1);
-			imsg_free(&m);
+			msg_free(&m);
 			CHECK_INT(imsgbuf_flush(&ib), ==, 0);
 		}
 		imsgbuf_clear(&ib);
@@ -1450,7 +1508,7 @@ request_reply_between_processes(void)
 		CHECK_INT(imsg_get_pid(&m), ==, pid);
 		CHECK_INT(imsg_get_data(&m, &v, sizeof(v)), ==, 0);
 		CHECK_UINT(v, ==, (uint32_t)i * 3 + 1);
-		imsg_free(&m);
+		msg_free(&m);
 	}
 	imsgbuf_clear(&ib);
 	close(sv[0]);

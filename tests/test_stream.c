@@ -33,6 +33,15 @@
 
 #define MARK	0x80000000U	/* IMSG_FD_MARK, private to the library */
 
+/* Compare a message's payload, failing (not crashing) if it is missing. */
+#define CHECK_DATA(m, p, n) do {					\
+	if ((m)->data == NULL || (m)->hdr.len < 16 + (size_t)(n))	\
+		h_fail(__FILE__, __LINE__, "payload missing or shorter "\
+		    "than %zu bytes", (size_t)(n));			\
+	else								\
+		CHECK_MEM((m)->data, (p), (n));				\
+} while (0)
+
 /* ---- helpers ---------------------------------------------------------- */
 
 /*
@@ -175,8 +184,35 @@ wait_readable(int fd, int ms)
 }
 
 /*
+ * What next_msg leaves in *imsg when it fails: an empty message that the
+ * accessors and imsg_get_fd handle, so a failing case goes on to report
+ * instead of crashing on a stale struct.  All stand-ins share one static
+ * ibuf (nothing allocated, nothing to leak), which msg_free leaves alone.
+ */
+static struct ibuf	 fake_ibuf;
+static struct ibuf	*const fake_buf = &fake_ibuf;
+
+static void
+fake_msg(struct imsg *imsg)
+{
+	memset(imsg, 0, sizeof(*imsg));
+	memset(&fake_ibuf, 0, sizeof(fake_ibuf));
+	fake_ibuf.fd = -1;
+	imsg->buf = fake_buf;
+}
+
+/* imsg_free, except for next_msg's shared stand-in. */
+static void
+msg_free(struct imsg *imsg)
+{
+	if (imsg->buf != fake_buf)
+		imsg_free(imsg);
+}
+
+/*
  * Fetch the next message, reading (at most 5 s per wait) as needed.
  * 1: *imsg filled; 0: EOF; -1: error (errno) or timeout (ETIMEDOUT).
+ * Unless 1, *imsg is an empty stand-in (fake_msg) to be freed as usual.
  */
 static int
 next_msg(struct imsgbuf *ib, struct imsg *imsg)
@@ -184,16 +220,21 @@ next_msg(struct imsgbuf *ib, struct imsg *imsg)
 	int r;
 
 	for (;;) {
-		if ((r = imsgbuf_get(ib, imsg)) != 0)
-			return r;
+		if ((r = imsgbuf_get(ib, imsg)) == 1)
+			return 1;
+		if (r == -1)
+			break;
 		if ((r = wait_readable(ib->fd, 5000)) <= 0) {
 			if (r == 0)
 				errno = ETIMEDOUT;
-			return -1;
+			r = -1;
+			break;
 		}
 		if ((r = imsgbuf_read(ib)) != 1)
-			return r;
+			break;
 	}
+	fake_msg(imsg);
+	return r;
 }
 
 static void
@@ -320,7 +361,8 @@ check_msg_at(struct imsg *m, const struct want *w, int line)
 	}
 	if (w->paylen == 0) {
 		if (m->data != NULL) {
-			h_fail(__FILE__, line, "empty payload but data != NULL");
+			h_fail(__FILE__, line,
+			    "empty payload but data != NULL");
 			bad = -1;
 		}
 		return bad;
@@ -404,7 +446,7 @@ byte_at_a_time_delivers_each_message_when_complete(void)
 		CHECK_INT(imsgbuf_read(&c.b), ==, 1);
 		while (got < SPLIT_N && imsgbuf_get(&c.b, &m) == 1) {
 			CHECK_MSG(&m, &w[got]);
-			imsg_free(&m);
+			msg_free(&m);
 			got++;
 		}
 		/* Each message shows up exactly when its last byte does. */
@@ -445,13 +487,13 @@ every_split_point_gives_the_same_messages(void)
 			CHECK_INT(imsgbuf_read(&c.b), ==, 1);
 		while (got < 3 && imsgbuf_get(&c.b, &m) == 1) {
 			CHECK_MSG(&m, &w[got]);
-			imsg_free(&m);
+			msg_free(&m);
 			got++;
 		}
 		write_all(c.sv[0], r.p + s, r.len - s);
 		while (got < 3 && next_msg(&c.b, &m) == 1) {
 			CHECK_MSG(&m, &w[got]);
-			imsg_free(&m);
+			msg_free(&m);
 			got++;
 		}
 		if (got != 3)
@@ -481,7 +523,7 @@ header_cut_in_two_waits_for_the_rest(void)
 	write_all(c.sv[0], r.p + 16, 12);
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_MSG(&m, &w);
-	imsg_free(&m);
+	msg_free(&m);
 	raw_free(&r);
 	chan_close(&c);
 }
@@ -547,13 +589,13 @@ one_mib_message_arrives_over_many_reads(void)
 		CHECK_INT(r, ==, 1);
 		if (r == 1) {
 			CHECK_MSG(&m, &big);
-			imsg_free(&m);
+			msg_free(&m);
 		}
 		CHECK_INT(reads, >, 1);
 		CHECK_INT(next_msg(&ib, &m), ==, 1);
 		if (!h_case_failed) {
 			CHECK_MSG(&m, &small);
-			imsg_free(&m);
+			msg_free(&m);
 		}
 		CHECK_INT(next_msg(&ib, &m), ==, 0);
 		imsgbuf_clear(&ib);
@@ -584,7 +626,7 @@ hundreds_of_messages_in_one_write(void)
 		if (h_case_failed)
 			break;
 		CHECK_MSG(&m, &w[i]);
-		imsg_free(&m);
+		msg_free(&m);
 	}
 	CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
 	raw_free(&r);
@@ -629,7 +671,7 @@ partial_writes_with_tiny_sndbuf_keep_every_message(void)
 			if (imsg_get_len(&m) == pw_size(i) - 4)
 				CHECK_MEM((unsigned char *)m.data + 4, data + 4,
 				    pw_size(i) - 4);
-			imsg_free(&m);
+			msg_free(&m);
 		}
 		CHECK_INT(next_msg(&ib, &m), ==, 0);
 		imsgbuf_clear(&ib);
@@ -708,7 +750,7 @@ imsgbuf_write_returns_0_on_eagain(void)
 				CHECK_INT(imsg_get_buf(&m, &seq, sizeof(seq)),
 				    ==, 0);
 				CHECK_UINT(seq, ==, got);
-				imsg_free(&m);
+				msg_free(&m);
 				got++;
 			}
 		}
@@ -764,10 +806,10 @@ eof_returns_0_after_delivering_what_came_before(void)
 		c.sv[0] = -1;
 		CHECK_INT(next_msg(&c.b, &m), ==, 1);
 		CHECK_MSG(&m, &w[0]);
-		imsg_free(&m);
+		msg_free(&m);
 		CHECK_INT(next_msg(&c.b, &m), ==, 1);
 		CHECK_MSG(&m, &w[1]);
-		imsg_free(&m);
+		msg_free(&m);
 		CHECK_INT(next_msg(&c.b, &m), ==, 0);
 		CHECK_INT(imsgbuf_read(&c.b), ==, 0);
 		chan_close(&c);
@@ -814,9 +856,12 @@ len_below_header_size_is_erange(void)
 
 	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		chan_open(&c, 0);
+		set_nonblock(c.sv[1]);
 		put_hdr(hdr, 1, lens[i], 0, 0);
 		write_all(c.sv[0], hdr, sizeof(hdr));
-		if (next_msg(&c.b, &m) != -1 || errno != ERANGE)
+		CHECK_INT(wait_readable(c.sv[1], 5000), ==, 1);
+		errno = 0;
+		if (imsgbuf_read(&c.b) != -1 || errno != ERANGE)
 			h_fail(__FILE__, __LINE__,
 			    "len 0x%x: no ERANGE from imsgbuf_read", lens[i]);
 		CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
@@ -837,12 +882,16 @@ len_above_maxsize_is_erange(void)
 
 	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		chan_open(&c, 0);
+		set_nonblock(c.sv[1]);
 		r.len = 0;
 		raw_msg_len(&r, &w, lens[i]);
 		write_all(c.sv[0], r.p, 16);
-		if (next_msg(&c.b, &m) != -1 || errno != ERANGE)
+		CHECK_INT(wait_readable(c.sv[1], 5000), ==, 1);
+		errno = 0;
+		if (imsgbuf_read(&c.b) != -1 || errno != ERANGE)
 			h_fail(__FILE__, __LINE__,
 			    "len 0x%x: no ERANGE from imsgbuf_read", lens[i]);
+		CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
 		chan_close(&c);
 	}
 
@@ -854,11 +903,11 @@ len_above_maxsize_is_erange(void)
 	write_all(c.sv[0], r.p, r.len);
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_MSG(&m, &w);
-	imsg_free(&m);
+	msg_free(&m);
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_MSG(&m, &w);
 	CHECK_INT(imsg_get_fd(&m), ==, -1);
-	imsg_free(&m);
+	msg_free(&m);
 	chan_close(&c);
 	raw_free(&r);
 }
@@ -880,14 +929,16 @@ messages_before_bad_header_are_delivered_once_and_error_sticks(void)
 	raw_msg_len(&r, &w[2], 8);		/* bad */
 	raw_msg(&r, &w[3]);
 	write_all(c.sv[0], r.p, r.len);
+	/* Non-blocking: a read that is not sticky must not hang here. */
+	set_nonblock(c.sv[1]);
 	CHECK_INT(wait_readable(c.sv[1], 5000), ==, 1);
 	CHECK_FAIL(imsgbuf_read(&c.b), -1, ERANGE);
 	CHECK_INT(imsgbuf_get(&c.b, &m), ==, 1);
 	CHECK_MSG(&m, &w[0]);
-	imsg_free(&m);
+	msg_free(&m);
 	CHECK_INT(imsgbuf_get(&c.b, &m), ==, 1);
 	CHECK_MSG(&m, &w[1]);
-	imsg_free(&m);
+	msg_free(&m);
 	CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
 
 	/* Sticky: the same error again, and nothing delivered twice. */
@@ -917,12 +968,13 @@ bad_header_in_a_later_read_fails_and_sticks(void)
 
 	for (fdpass = 0; fdpass < 2; fdpass++) {
 		chan_open(&c, fdpass);
+		set_nonblock(c.sv[1]);
 		r.len = 0;
 		raw_msg(&r, &w);
 		write_all(c.sv[0], r.p, r.len);
 		CHECK_INT(next_msg(&c.b, &m), ==, 1);
 		CHECK_MSG(&m, &w);
-		imsg_free(&m);
+		msg_free(&m);
 		/* Half a good message, then a header claiming 4 GB. */
 		r.len = 0;
 		raw_msg(&r, &w);
@@ -939,7 +991,7 @@ bad_header_in_a_later_read_fails_and_sticks(void)
 		CHECK_INT(imsgbuf_get(&c.b, &m), ==, 1);
 		if (!h_case_failed) {
 			CHECK_MSG(&m, &w);
-			imsg_free(&m);
+			msg_free(&m);
 		}
 		CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
 		CHECK_FAIL(imsgbuf_read(&c.b), -1, ERANGE);
@@ -972,7 +1024,7 @@ fd_on_unmarked_message_is_closed(void)
 	CHECK_INT(imsgbuf_get(&c.b, &m), ==, 1);
 	CHECK_MSG(&m, &w);
 	CHECK_INT(imsg_get_fd(&m), ==, -1);
-	imsg_free(&m);
+	msg_free(&m);
 	CHECK_INT(h_count_fds(), ==, fds0);
 	raw_free(&r);
 	chan_close(&c);
@@ -994,7 +1046,7 @@ mark_without_fd_gives_message_without_fd(void)
 		CHECK_INT(next_msg(&c.b, &m), ==, 1);
 		CHECK_MSG(&m, &w);		/* hdr.len 20: mark cleared */
 		CHECK_INT(imsg_get_fd(&m), ==, -1);
-		imsg_free(&m);
+		msg_free(&m);
 		chan_close(&c);
 	}
 	raw_free(&r);
@@ -1027,7 +1079,7 @@ mark_without_fd_does_not_take_next_message_fd(void)
 	CHECK_INT(rfd, ==, -1);
 	if (rfd >= 0)
 		close(rfd);
-	imsg_free(&m);
+	msg_free(&m);
 	CHECK_INT(next_msg(&c.b, &m), ==, 1);
 	CHECK_MSG(&m, &wb);
 	rfd = imsg_get_fd(&m);
@@ -1035,7 +1087,7 @@ mark_without_fd_does_not_take_next_message_fd(void)
 		CHECK(same_file(rfd, fd));
 		close(rfd);
 	}
-	imsg_free(&m);
+	msg_free(&m);
 	close(fd);
 	CHECK_INT(h_count_fds(), ==, fds0);
 	raw_free(&a);
@@ -1072,12 +1124,54 @@ extra_fds_in_one_read_are_closed(void)
 			CHECK(same_file(rfd, fd[0]));
 			close(rfd);
 		}
-		imsg_free(&m);
+		msg_free(&m);
 		close(fd[0]);
 		close(fd[1]);
 		close(fd[2]);
 		CHECK_INT(h_count_fds(), ==, fds0);
 	}
+	raw_free(&r);
+	chan_close(&c);
+}
+
+static void
+fd_of_a_header_cut_by_eof_is_closed(void)
+{
+	struct chan c;
+	struct raw r = { NULL, 0, 0 };
+	struct want w[4], wb = want_msg(9, 4);
+	struct imsg m;
+	unsigned char hdr[16];
+	int i, fds0, fd, got = 0;
+
+	/*
+	 * 65530 bytes of messages, then the first 6 bytes of a marked
+	 * header sent with an fd, then EOF: the fd may be kept for the
+	 * header's rest, which never comes; clear must close it.
+	 */
+	chan_open(&c, 1);
+	for (i = 0; i < 4; i++) {
+		w[i] = want_msg((uint32_t)i, i < 3 ? 16368 : 16362);
+		raw_msg(&r, &w[i]);
+	}
+	put_hdr(hdr, wb.type, MARK | 20, wb.peerid, wb.pid);
+	fds0 = h_count_fds();
+	write_all(c.sv[0], r.p, r.len);
+	fd = devnull();
+	send_with_fds(c.sv[0], hdr, 6, &fd, 1);
+	close(fd);
+	close(c.sv[0]);
+	c.sv[0] = -1;
+	while (got < 4 && next_msg(&c.b, &m) == 1) {
+		CHECK_MSG(&m, &w[got]);
+		msg_free(&m);
+		got++;
+	}
+	CHECK_INT(got, ==, 4);
+	CHECK_INT(next_msg(&c.b, &m), ==, 0);
+	CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
+	imsgbuf_clear(&c.b);
+	CHECK_INT(h_count_fds(), ==, fds0 - 1);	/* sv[0] is closed */
 	raw_free(&r);
 	chan_close(&c);
 }
@@ -1148,7 +1242,8 @@ lp_flush(int sock, struct msgbuf *w, int fdpass)
 	int i;
 
 	for (i = 0; i < 10000 && msgbuf_queuelen(w) > 0; i++)
-		if ((fdpass ? msgbuf_write(sock, w) : ibuf_write(sock, w)) == -1)
+		if ((fdpass ? msgbuf_write(sock, w) :
+		    ibuf_write(sock, w)) == -1)
 			return -1;
 	return msgbuf_queuelen(w) == 0 ? 0 : -1;
 }
@@ -1415,7 +1510,8 @@ write_to_closed_peer_is_epipe_without_sigpipe(void)
 			CHECK_INT(imsgbuf_init(&ib, sv[0]), ==, 0);
 			if (fdpass)
 				imsgbuf_allow_fdpass(&ib);
-			CHECK_INT(imsg_compose(&ib, 1, 0, 0, -1, "a", 1), ==, 1);
+			CHECK_INT(imsg_compose(&ib, 1, 0, 0, -1, "a", 1), ==,
+			    1);
 			CHECK_FAIL(imsgbuf_write(&ib), -1, EPIPE);
 			CHECK_FAIL(imsgbuf_flush(&ib), -1, EPIPE);
 			if (fdpass) {
@@ -1503,7 +1599,7 @@ zero_length_ibufs_do_not_stall_the_queue(void)
 			CHECK_UINT(imsg_get_type(&m), ==, 5);
 			CHECK_UINT(m.hdr.len, ==, 16);
 			CHECK_PTR(m.data, ==, NULL);
-			imsg_free(&m);
+			msg_free(&m);
 			chan_close(&c);
 		}
 		child_exit();
@@ -1536,6 +1632,7 @@ main(void)
 	RUN(mark_without_fd_gives_message_without_fd);
 	RUN(mark_without_fd_does_not_take_next_message_fd);
 	RUN(extra_fds_in_one_read_are_closed);
+	RUN(fd_of_a_header_cut_by_eof_is_closed);
 	RUN(msgbuf_new_reader_rejects_bad_header_size);
 	RUN(length_prefixed_protocol_over_msgbuf_reader);
 	RUN(reader_callback_claims_fd_via_msgbuf_read);
