@@ -177,14 +177,30 @@ ibuf_add(struct ibuf *b, const void *data, size_t len)
 int
 ibuf_add_ibuf(struct ibuf *b, const struct ibuf *from)
 {
-	size_t len = ibuf_size(from), off = from->rpos;
-	unsigned char *p;
+	size_t len = ibuf_size(from), off;
+	uintptr_t src = (uintptr_t)ibuf_data(from), start = (uintptr_t)b->buf;
+	unsigned char *p, *tmp;
+	int r;
 
-	if (from != b)
+	if (len == 0 || b->buf == NULL || src < start ||
+	    src - start >= b->size)
 		return ibuf_add(b, ibuf_data(from), len);
-	/* Appending a buffer to itself: growth may move the source. */
-	if (len == 0)
-		return 0;
+	/*
+	 * from is b itself or a view into b's storage, which growth moves
+	 * and wipes: keep the source as an offset.  Growth keeps the first
+	 * wpos bytes; a view that a truncate left reaching past them is
+	 * copied aside first.
+	 */
+	off = src - start;
+	if (off > b->wpos || len > b->wpos - off) {
+		if ((tmp = malloc(len)) == NULL)
+			return -1;
+		memcpy(tmp, ibuf_data(from), len);
+		r = ibuf_add(b, tmp, len);
+		libimsg__wipe(tmp, len);
+		free(tmp);
+		return r;
+	}
 	if ((p = libimsg__ibuf_reserve_raw(b, len)) == NULL)
 		return -1;
 	memmove(p, b->buf + off, len);
