@@ -134,6 +134,14 @@ process(struct msgbuf *m, size_t rstart, int fd)
 			m->rmsg = NULL;
 		}
 	}
+	/*
+	 * Nothing parsed, so the cut header is still not whole (the writes
+	 * stopped inside it more than once): its descriptor goes on waiting.
+	 */
+	if (off == 0 && rstart > 0 && fo.pend != -1) {
+		m->rpendfd = fo.pend;
+		fo.pend = -1;
+	}
 	settle_fds(m, &fo, off < m->rlen && off >= rstart);
 	/*
 	 * Keep only the partial header, at the start of the buffer.  The
