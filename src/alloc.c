@@ -27,7 +27,7 @@
  */
 #define CLASS_KEEP_BYTES	(256 * 1024)
 #define CLASS_KEEP_MIN		4
-#define LARGE_KEEP		2
+#define LARGE_KEEP		8
 #define LARGE_KEEP_BYTES	(8 * 1024 * 1024)
 
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
