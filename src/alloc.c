@@ -36,10 +36,14 @@
 #define THREAD_LOCAL	__thread
 #endif
 
+/* Message blocks kept for the next reader that needs one. */
+#define MBLOCK_KEEP		2
+
 struct box_cache {
 	struct ibuf_box	*free[NCLASSES];	/* linked through ib.buf */
 	unsigned int	 nfree[NCLASSES];
 	struct ibuf_box	*large[LARGE_KEEP];
+	struct mblock	*blocks[MBLOCK_KEEP];
 	int		 registered;
 };
 
@@ -74,6 +78,10 @@ cache_drain(void *arg)
 	for (i = 0; i < LARGE_KEEP; i++) {
 		free(c->large[i]);
 		c->large[i] = NULL;
+	}
+	for (i = 0; i < MBLOCK_KEEP; i++) {
+		free(c->blocks[i]);
+		c->blocks[i] = NULL;
 	}
 }
 
@@ -199,6 +207,7 @@ libimsg__ibuf_alloc(size_t len, size_t max)
 	box->flags = 0;
 	box->nmsg = 0;
 	box->cursor = 0;
+	box->blk = NULL;
 	box->ib.entry.tqe_next = NULL;
 	box->ib.entry.tqe_prev = NULL;
 	box->ib.buf = len > 0 ? ibuf_box_inline(box) : NULL;
@@ -216,6 +225,92 @@ libimsg__ibuf_release(struct ibuf *b)
 {
 	struct ibuf_box *box = ibuf_box(b);
 
+	if (box->flags & IBUF_BOX_BLOCK) {
+		libimsg__mblock_unref(box->blk);
+		return;
+	}
 	if (!cache_put(box))
 		free(box);
+}
+
+static struct mblock *
+mblock_new(void)
+{
+	struct mblock *blk = NULL;
+	int i;
+
+	for (i = 0; i < MBLOCK_KEEP && blk == NULL; i++) {
+		blk = cache.blocks[i];
+		cache.blocks[i] = NULL;
+	}
+	if (blk == NULL && (blk = malloc(sizeof(*blk) + MBLOCK_SIZE)) == NULL)
+		return NULL;
+	blk->refs = 1;
+	blk->used = 0;
+	blk->size = MBLOCK_SIZE;
+	return blk;
+}
+
+void
+libimsg__mblock_unref(struct mblock *blk)
+{
+	int i;
+
+	if (blk == NULL ||
+	    __atomic_sub_fetch(&blk->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (cache_usable()) {
+		for (i = 0; i < MBLOCK_KEEP; i++) {
+			if (cache.blocks[i] == NULL) {
+				cache.blocks[i] = blk;
+				return;
+			}
+		}
+	}
+	free(blk);
+}
+
+/*
+ * Carve a fixed-size ibuf for len bytes out of *blkp, moving on to a
+ * fresh block when this one is full.  The storage is not initialised.
+ */
+struct ibuf *
+libimsg__mblock_carve(struct mblock **blkp, size_t len)
+{
+	struct mblock *blk = *blkp;
+	struct ibuf_box *box;
+	size_t need;
+
+	need = sizeof(*box) + ((len + 15) & ~(size_t)15);
+	if (blk != NULL && blk->size - blk->used < need) {
+		/* Only the reader holds it: every message went, start over. */
+		if (__atomic_load_n(&blk->refs, __ATOMIC_ACQUIRE) == 1)
+			blk->used = 0;
+		else {
+			libimsg__mblock_unref(blk);
+			*blkp = blk = NULL;
+		}
+	}
+	if (blk == NULL) {
+		if ((blk = mblock_new()) == NULL)
+			return NULL;
+		*blkp = blk;
+	}
+	box = (struct ibuf_box *)(void *)((unsigned char *)(blk + 1) +
+	    blk->used);
+	blk->used += need;
+	__atomic_add_fetch(&blk->refs, 1, __ATOMIC_RELAXED);
+
+	box->cap = box->icap = len;
+	box->flags = IBUF_BOX_BLOCK;
+	box->nmsg = 0;
+	box->cursor = 0;
+	box->blk = blk;
+	box->ib.entry.tqe_next = NULL;
+	box->ib.entry.tqe_prev = NULL;
+	box->ib.buf = len > 0 ? ibuf_box_inline(box) : NULL;
+	box->ib.size = box->ib.max = len;
+	box->ib.wpos = box->ib.rpos = 0;
+	box->ib.fd = -1;
+	return &box->ib;
 }

@@ -47,9 +47,32 @@ struct ibuf_box {
 	uint32_t	 flags;
 	uint32_t	 nmsg;		/* batch: messages not yet fully sent */
 	size_t		 cursor;	/* batch: offset of the first of them */
-	struct ibuf	 ib;		/* keeps inline storage 16-aligned */
+	struct mblock	*blk;		/* block the box was carved from */
+	size_t		 pad;		/* keeps inline storage 16-aligned */
+	struct ibuf	 ib;
 };
 #define IBUF_BOX_BATCH		0x01
+#define IBUF_BOX_BLOCK		0x02
+
+/*
+ * A message block: received small messages are carved one after the
+ * other out of a block, box and storage together, instead of each taking
+ * a box of its own.  Parsing a read then walks memory in order, and one
+ * allocation serves hundreds of messages.  Each carved message holds a
+ * reference, and so does the reader while it carves; the block is reused
+ * once the last reference goes.  References are atomic because messages
+ * may be freed on another thread (imsg_ibufq_push hands them over).
+ */
+struct mblock {
+	uint32_t	 refs;
+	uint32_t	 pad;
+	size_t		 used;		/* bytes carved so far */
+	size_t		 size;		/* bytes of storage after the header */
+	size_t		 pad2;		/* keeps the storage 16-aligned */
+};
+#define MBLOCK_SIZE		(256 * 1024)
+/* Largest message carved from a block; larger ones get a box each. */
+#define MBLOCK_MAXMSG		4096
 
 static inline struct ibuf_box *
 ibuf_box(struct ibuf *b)
@@ -91,11 +114,14 @@ struct msgbuf {
 	int			 rerr;		/* sticky read error, 0 if none */
 	int			 rpendfd;	/* descriptor for the kept header */
 	int			 notsock;	/* fd+1 of a pipe: use read/writev */
+	struct mblock		*rblock;	/* block messages are carved from */
 };
 
 /* alloc.c */
 struct ibuf	*libimsg__ibuf_alloc(size_t, size_t);
 void		 libimsg__ibuf_release(struct ibuf *);
+struct ibuf	*libimsg__mblock_carve(struct mblock **, size_t);
+void		 libimsg__mblock_unref(struct mblock *);
 
 /* ibuf.c */
 void		*libimsg__ibuf_reserve_raw(struct ibuf *, size_t);
