@@ -24,6 +24,13 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static int	 nofork;
 static int	 passed, failed;
+/*
+ * The directory being replayed.  Static, so the names stay reachable in
+ * each child: valgrind's leak check runs there too, and a list held only
+ * in a dead register would count as lost.
+ */
+static char	**names;
+static size_t	 nnames;
 
 static int
 run_input(const char *path)
@@ -104,8 +111,8 @@ replay_dir(const char *dir)
 {
 	struct dirent *de;
 	struct stat st;
-	char **names = NULL, **nn, *path;
-	size_t n = 0, i;
+	char **nn, *path;
+	size_t i;
 	DIR *d;
 
 	if ((d = opendir(dir)) == NULL) {
@@ -122,19 +129,22 @@ replay_dir(const char *dir)
 			free(path);
 			continue;
 		}
-		if ((nn = realloc(names, (n + 1) * sizeof(*names))) == NULL)
+		if ((nn = realloc(names, (nnames + 1) * sizeof(*names))) ==
+		    NULL)
 			exit(2);
 		names = nn;
-		names[n++] = path;
+		names[nnames++] = path;
 	}
 	closedir(d);
-	if (n > 0)
-		qsort(names, n, sizeof(*names), cmp);
-	for (i = 0; i < n; i++) {
+	if (nnames > 0)
+		qsort(names, nnames, sizeof(*names), cmp);
+	for (i = 0; i < nnames; i++)
 		replay(names[i]);
+	for (i = 0; i < nnames; i++)
 		free(names[i]);
-	}
 	free(names);
+	names = NULL;
+	nnames = 0;
 }
 
 int
