@@ -44,7 +44,7 @@ struct box_cache {
 	unsigned int	 nfree[NCLASSES];
 	struct ibuf_box	*large[LARGE_KEEP];
 	struct mblock	*blocks[MBLOCK_KEEP];
-	int		 registered;
+	int		 registered;	/* -1: emptied at thread exit */
 };
 
 /*
@@ -83,6 +83,11 @@ cache_drain(void *arg)
 		free(c->blocks[i]);
 		c->blocks[i] = NULL;
 	}
+	/*
+	 * Destructors of other keys may still free buffers on this thread;
+	 * nobody would empty the cache again, so it takes nothing more.
+	 */
+	c->registered = -1;
 }
 
 static void
@@ -98,8 +103,8 @@ cache_key_init(void)
 static int
 cache_usable(void)
 {
-	if (cache.registered)
-		return 1;
+	if (cache.registered != 0)
+		return cache.registered > 0;
 	pthread_once(&cache_once, cache_key_init);
 	if (!cache_key_ok || pthread_setspecific(cache_key, &cache) != 0)
 		return 0;
