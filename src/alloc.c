@@ -224,6 +224,8 @@ libimsg__ibuf_alloc(size_t len, size_t max)
 	return &box->ib;
 }
 
+static void	mblock_recycle(struct mblock *);
+
 /* Give back the box of b, whose storage has been wiped and released. */
 void
 libimsg__ibuf_release(struct ibuf *b)
@@ -231,7 +233,8 @@ libimsg__ibuf_release(struct ibuf *b)
 	struct ibuf_box *box = ibuf_box(b);
 
 	if (box->flags & IBUF_BOX_BLOCK) {
-		libimsg__mblock_unref(box->blk);
+		if (__atomic_sub_fetch(&box->blk->refs, 1, __ATOMIC_ACQ_REL) == 0)
+			mblock_recycle(box->blk);
 		return;
 	}
 	if (!cache_put(box))
@@ -250,20 +253,19 @@ mblock_new(void)
 	}
 	if (blk == NULL && (blk = malloc(sizeof(*blk) + MBLOCK_SIZE)) == NULL)
 		return NULL;
-	blk->refs = 1;
+	blk->refs = 0;
+	blk->carved = 0;
 	blk->used = 0;
 	blk->size = MBLOCK_SIZE;
 	return blk;
 }
 
-void
-libimsg__mblock_unref(struct mblock *blk)
+/* No message of blk is left: keep it for the next reader, or free it. */
+static void
+mblock_recycle(struct mblock *blk)
 {
 	int i;
 
-	if (blk == NULL ||
-	    __atomic_sub_fetch(&blk->refs, 1, __ATOMIC_ACQ_REL) != 0)
-		return;
 	if (cache_usable()) {
 		for (i = 0; i < MBLOCK_KEEP; i++) {
 			if (cache.blocks[i] == NULL) {
@@ -273,6 +275,15 @@ libimsg__mblock_unref(struct mblock *blk)
 		}
 	}
 	free(blk);
+}
+
+/* The reader carves no more from blk; it goes once its messages have. */
+void
+libimsg__mblock_retire(struct mblock *blk)
+{
+	if (blk != NULL && __atomic_add_fetch(&blk->refs,
+	    (int32_t)blk->carved, __ATOMIC_ACQ_REL) == 0)
+		mblock_recycle(blk);
 }
 
 /*
@@ -288,11 +299,14 @@ libimsg__mblock_carve(struct mblock **blkp, size_t len)
 
 	need = sizeof(*box) + ((len + 15) & ~(size_t)15);
 	if (blk != NULL && blk->size - blk->used < need) {
-		/* Only the reader holds it: every message went, start over. */
-		if (__atomic_load_n(&blk->refs, __ATOMIC_ACQUIRE) == 1)
+		/* Every message carved from it is gone: start over. */
+		if (__atomic_load_n(&blk->refs, __ATOMIC_ACQUIRE) ==
+		    -(int32_t)blk->carved) {
+			blk->refs = 0;
+			blk->carved = 0;
 			blk->used = 0;
-		else {
-			libimsg__mblock_unref(blk);
+		} else {
+			libimsg__mblock_retire(blk);
 			*blkp = blk = NULL;
 		}
 	}
@@ -304,7 +318,7 @@ libimsg__mblock_carve(struct mblock **blkp, size_t len)
 	box = (struct ibuf_box *)(void *)((unsigned char *)(blk + 1) +
 	    blk->used);
 	blk->used += need;
-	__atomic_add_fetch(&blk->refs, 1, __ATOMIC_RELAXED);
+	blk->carved++;
 
 	box->cap = box->icap = len;
 	box->flags = IBUF_BOX_BLOCK;

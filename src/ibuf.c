@@ -28,8 +28,10 @@ libimsg__wipe(void *p, size_t len)
 	 * be optimised away and beat a library call at this size.
 	 */
 	if (len <= 256 && ((uintptr_t)p & 7) == 0) {
-		for (wp = p; len >= 8; len -= 8)
-			*wp++ = 0;
+		for (wp = p; len >= 16; len -= 16, wp += 2) {
+			wp[0] = 0;
+			wp[1] = 0;
+		}
 		for (bp = (volatile unsigned char *)wp; len > 0; len--)
 			*bp++ = 0;
 		return;
@@ -702,11 +704,16 @@ ibuf_free(struct ibuf *b)
 		return;
 	if (ibuf_is_view(b))
 		libimsg__ibuf_view_abort("ibuf_free");
-	saved_errno = errno;
 	box = ibuf_box(b);
+	libimsg__wipe(b->buf, b->size);
+	/* A carved message without a descriptor calls nothing that sets errno. */
+	if (b->fd < 0 && (box->flags & IBUF_BOX_BLOCK)) {
+		libimsg__ibuf_release(b);
+		return;
+	}
+	saved_errno = errno;
 	if (b->fd >= 0)
 		close(b->fd);
-	libimsg__wipe(b->buf, b->size);
 	if (b->buf != NULL && b->buf != ibuf_box_inline(box))
 		free(b->buf);
 	libimsg__ibuf_release(b);

@@ -58,14 +58,19 @@ struct ibuf_box {
  * A message block: received small messages are carved one after the
  * other out of a block, box and storage together, instead of each taking
  * a box of its own.  Parsing a read then walks memory in order, and one
- * allocation serves hundreds of messages.  Each carved message holds a
- * reference, and so does the reader while it carves; the block is reused
- * once the last reference goes.  References are atomic because messages
- * may be freed on another thread (imsg_ibufq_push hands them over).
+ * allocation serves hundreds of messages.
+ *
+ * The block goes back to the cache when the reader has retired it and
+ * every message carved from it has been freed.  Messages may be freed on
+ * another thread (imsg_ibufq_push hands them over), so that count is
+ * atomic; but only frees touch it, one atomic step each.  Carving just
+ * counts in carved, which the reader alone uses, and retiring adds carved
+ * to refs: refs then reaches 0 exactly when the last message goes.
+ * Before that refs is minus the number of messages freed so far.
  */
 struct mblock {
-	uint32_t	 refs;
-	uint32_t	 pad;
+	int32_t		 refs;		/* atomic; see above */
+	uint32_t	 carved;	/* messages carved (reader only) */
 	size_t		 used;		/* bytes carved so far */
 	size_t		 size;		/* bytes of storage after the header */
 	size_t		 pad2;		/* keeps the storage 16-aligned */
@@ -121,7 +126,7 @@ struct msgbuf {
 struct ibuf	*libimsg__ibuf_alloc(size_t, size_t);
 void		 libimsg__ibuf_release(struct ibuf *);
 struct ibuf	*libimsg__mblock_carve(struct mblock **, size_t);
-void		 libimsg__mblock_unref(struct mblock *);
+void		 libimsg__mblock_retire(struct mblock *);
 
 /* ibuf.c */
 void		*libimsg__ibuf_reserve_raw(struct ibuf *, size_t);

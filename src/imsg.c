@@ -148,12 +148,15 @@ imsg_from_ibuf(struct ibuf *b, struct imsg *imsg)
 {
 	struct imsg m;
 
-	if (ibuf_get(b, &m.hdr, sizeof(m.hdr)) == -1) {
+	if (b->wpos - b->rpos < sizeof(m.hdr)) {
 		ibuf_free(b);
+		errno = EBADMSG;
 		return -1;
 	}
+	memcpy(&m.hdr, b->buf + b->rpos, sizeof(m.hdr));
+	b->rpos += sizeof(m.hdr);
 	m.hdr.len &= ~IMSG_FD_MARK;
-	m.data = ibuf_size(b) > 0 ? ibuf_data(b) : NULL;
+	m.data = b->wpos > b->rpos ? b->buf + b->rpos : NULL;
 	m.buf = b;
 	*imsg = m;
 	return 1;

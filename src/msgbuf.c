@@ -64,7 +64,7 @@ msgbuf_clear(struct msgbuf *m)
 		libimsg__wipe(m->rbuf, m->rlen);
 	m->rlen = 0;
 	m->rerr = 0;
-	libimsg__mblock_unref(m->rblock);
+	libimsg__mblock_retire(m->rblock);
 	m->rblock = NULL;
 	if (m->rpendfd != -1)
 		close(m->rpendfd);
