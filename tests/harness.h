@@ -58,6 +58,8 @@ h_count_fds(void)
 	return n;
 }
 
+static int h_fd_is_open(int) __attribute__((unused));
+
 static int
 h_fd_is_open(int fd)
 {
