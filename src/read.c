@@ -63,17 +63,39 @@ parse_header(struct msgbuf *m, struct ibuf *hdr, int fresh,
 	return msg;
 }
 
-/* Release the descriptors nobody owns; keep one for a cut header. */
+/*
+ * Release the descriptors nobody owns.  cut is the offset of a header
+ * left incomplete in rbuf, or -1: a descriptor that came with that header
+ * (this read's, or one still waiting because the header is not whole
+ * yet) waits for it; no header wants more than one.
+ */
 static void
-settle_fds(struct msgbuf *m, struct fdoffer *fo, int keep)
+settle_fds(struct msgbuf *m, struct fdoffer *fo, size_t rstart, ssize_t cut)
 {
+	int keep = -1;
+
+	if (cut == 0 && rstart > 0 && fo->pend != -1) {
+		keep = fo->pend;
+		fo->pend = -1;
+	} else if (cut >= 0 && (size_t)cut >= rstart && fo->holder == NULL &&
+	    fo->fd != -1) {
+		keep = fo->fd;
+		fo->fd = -1;
+	}
+	m->rpendfd = keep;
 	if (fo->pend != -1)
 		close(fo->pend);
-	if (fo->holder == NULL && fo->fd != -1) {
-		if (keep)
-			m->rpendfd = fo->fd;
-		else
-			close(fo->fd);
+	if (fo->holder == NULL && fo->fd != -1)
+		close(fo->fd);
+}
+
+/* Queue the message being filled once its last byte is in. */
+static void
+finish_message(struct msgbuf *m)
+{
+	if (m->rmsg->wpos == m->rmsg->max) {
+		libimsg__q_push(&m->rq, m->rmsg);
+		m->rmsg = NULL;
 	}
 }
 
@@ -129,20 +151,9 @@ process(struct msgbuf *m, size_t rstart, int fd)
 		} else if (ibuf_add(m->rmsg, m->rbuf + off, n) == -1)
 			goto fail;
 		off += n;
-		if (m->rmsg->wpos == m->rmsg->max) {
-			libimsg__q_push(&m->rq, m->rmsg);
-			m->rmsg = NULL;
-		}
+		finish_message(m);
 	}
-	/*
-	 * Nothing parsed, so the cut header is still not whole (the writes
-	 * stopped inside it more than once): its descriptor goes on waiting.
-	 */
-	if (off == 0 && rstart > 0 && fo.pend != -1) {
-		m->rpendfd = fo.pend;
-		fo.pend = -1;
-	}
-	settle_fds(m, &fo, off < m->rlen && off >= rstart);
+	settle_fds(m, &fo, rstart, off < m->rlen ? (ssize_t)off : -1);
 	/*
 	 * Keep only the partial header, at the start of the buffer.  The
 	 * bytes before it were copied into messages and are overwritten by
@@ -156,7 +167,7 @@ process(struct msgbuf *m, size_t rstart, int fd)
 
 fail:
 	n = errno;
-	settle_fds(m, &fo, 0);
+	settle_fds(m, &fo, rstart, -1);
 	errno = (int)n;
 	return -1;
 }
@@ -292,10 +303,7 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 			rmsg->size = rmsg->wpos + direct;
 		rmsg->wpos += direct;
 		got -= direct;
-		if (ibuf_left(rmsg) == 0) {
-			libimsg__q_push(&m->rq, rmsg);
-			m->rmsg = NULL;
-		}
+		finish_message(m);
 	}
 	m->rlen += got;
 
