@@ -37,7 +37,7 @@
 #endif
 
 /* Message blocks kept for the next reader that needs one. */
-#define MBLOCK_KEEP		2
+#define MBLOCK_KEEP		4
 
 struct box_cache {
 	struct ibuf_box	*free[NCLASSES];	/* linked through ib.buf */
@@ -208,20 +208,8 @@ libimsg__ibuf_alloc(size_t len, size_t max)
 		box = malloc(sizeof(*box));
 	if (box == NULL)
 		return NULL;
-	box->cap = box->icap = icap;
-	box->flags = 0;
-	box->nmsg = 0;
-	box->cursor = 0;
-	box->blk = NULL;
-	box->ib.entry.tqe_next = NULL;
-	box->ib.entry.tqe_prev = NULL;
-	box->ib.buf = len > 0 ? ibuf_box_inline(box) : NULL;
-	box->ib.size = len;
-	box->ib.max = max;
-	box->ib.wpos = 0;
-	box->ib.rpos = 0;
-	box->ib.fd = -1;
-	return &box->ib;
+	return ibuf_box_init(box, 0, NULL, len > 0 ? ibuf_box_inline(box) :
+	    NULL, icap, len, max);
 }
 
 static void	mblock_recycle(struct mblock *);
@@ -233,6 +221,7 @@ libimsg__ibuf_release(struct ibuf *b)
 	struct ibuf_box *box = ibuf_box(b);
 
 	if (box->flags & IBUF_BOX_BLOCK) {
+		/* After this step the block, box included, may be gone. */
 		if (__atomic_sub_fetch(&box->blk->refs, 1, __ATOMIC_ACQ_REL) == 0)
 			mblock_recycle(box->blk);
 		return;
@@ -241,8 +230,9 @@ libimsg__ibuf_release(struct ibuf *b)
 		free(box);
 }
 
-static struct mblock *
-mblock_new(void)
+/* A block with nothing carved, from the cache if there is one. */
+struct mblock *
+libimsg__mblock_new(void)
 {
 	struct mblock *blk = NULL;
 	int i;
@@ -287,6 +277,22 @@ libimsg__mblock_retire(struct mblock *blk)
 }
 
 /*
+ * Start blk over if every message carved from it is gone.  Only the
+ * reader that carves from blk may call this.
+ */
+int
+libimsg__mblock_restart(struct mblock *blk)
+{
+	if (__atomic_load_n(&blk->refs, __ATOMIC_ACQUIRE) !=
+	    -(int32_t)blk->carved)
+		return 0;
+	blk->refs = 0;
+	blk->carved = 0;
+	blk->used = 0;
+	return 1;
+}
+
+/*
  * Carve a fixed-size ibuf for len bytes out of *blkp, moving on to a
  * fresh block when this one is full.  The storage is not initialised.
  */
@@ -298,38 +304,19 @@ libimsg__mblock_carve(struct mblock **blkp, size_t len)
 	size_t need;
 
 	need = sizeof(*box) + ((len + 15) & ~(size_t)15);
-	if (blk != NULL && blk->size - blk->used < need) {
-		/* Every message carved from it is gone: start over. */
-		if (__atomic_load_n(&blk->refs, __ATOMIC_ACQUIRE) ==
-		    -(int32_t)blk->carved) {
-			blk->refs = 0;
-			blk->carved = 0;
-			blk->used = 0;
-		} else {
-			libimsg__mblock_retire(blk);
-			*blkp = blk = NULL;
-		}
+	if (blk != NULL && blk->size - blk->used < need &&
+	    !libimsg__mblock_restart(blk)) {
+		libimsg__mblock_retire(blk);
+		*blkp = blk = NULL;
 	}
 	if (blk == NULL) {
-		if ((blk = mblock_new()) == NULL)
+		if ((blk = libimsg__mblock_new()) == NULL)
 			return NULL;
 		*blkp = blk;
 	}
-	box = (struct ibuf_box *)(void *)((unsigned char *)(blk + 1) +
-	    blk->used);
+	box = (struct ibuf_box *)(void *)(mblock_data(blk) + blk->used);
 	blk->used += need;
 	blk->carved++;
-
-	box->cap = box->icap = len;
-	box->flags = IBUF_BOX_BLOCK;
-	box->nmsg = 0;
-	box->cursor = 0;
-	box->blk = blk;
-	box->ib.entry.tqe_next = NULL;
-	box->ib.entry.tqe_prev = NULL;
-	box->ib.buf = len > 0 ? ibuf_box_inline(box) : NULL;
-	box->ib.size = box->ib.max = len;
-	box->ib.wpos = box->ib.rpos = 0;
-	box->ib.fd = -1;
-	return &box->ib;
+	return ibuf_box_init(box, IBUF_BOX_BLOCK, blk, len > 0 ?
+	    ibuf_box_inline(box) : NULL, len, len, len);
 }

@@ -90,6 +90,14 @@ ibuf_dynamic(size_t len, size_t max)
 	return b;
 }
 
+/* Is the storage of box a malloc of its own? */
+static int
+ibuf_box_heapbuf(struct ibuf_box *box)
+{
+	return box->ib.buf != NULL && box->ib.buf != ibuf_box_inline(box) &&
+	    (box->flags & IBUF_BOX_INPLACE) == 0;
+}
+
 /* Move the contents to separate storage of at least need bytes. */
 static int
 ibuf_grow(struct ibuf *b, size_t need)
@@ -109,8 +117,10 @@ ibuf_grow(struct ibuf *b, size_t need)
 	if (b->wpos > 0)
 		memcpy(nbuf, b->buf, b->wpos);
 	libimsg__wipe(b->buf, b->size);
-	if (b->buf != ibuf_box_inline(box))
+	if (ibuf_box_heapbuf(box))
 		free(b->buf);
+	/* Storage in a read block stays the block's; this is the ibuf's. */
+	box->flags &= ~(uint32_t)IBUF_BOX_INPLACE;
 	b->buf = nbuf;
 	box->cap = ncap;
 	return 0;
@@ -706,15 +716,16 @@ ibuf_free(struct ibuf *b)
 		libimsg__ibuf_view_abort("ibuf_free");
 	box = ibuf_box(b);
 	libimsg__wipe(b->buf, b->size);
-	/* A carved message without a descriptor calls nothing that sets errno. */
-	if (b->fd < 0 && (box->flags & IBUF_BOX_BLOCK)) {
+	/* A received message without a descriptor calls nothing to set errno. */
+	if (b->fd < 0 && (box->flags & IBUF_BOX_BLOCK) &&
+	    !ibuf_box_heapbuf(box)) {
 		libimsg__ibuf_release(b);
 		return;
 	}
 	saved_errno = errno;
 	if (b->fd >= 0)
 		close(b->fd);
-	if (b->buf != NULL && b->buf != ibuf_box_inline(box))
+	if (ibuf_box_heapbuf(box))
 		free(b->buf);
 	libimsg__ibuf_release(b);
 	errno = saved_errno;

@@ -26,7 +26,11 @@
 #define IBUF_FD_VIEW		(-2)
 
 /* Bytes the reader asks the kernel for at once, besides direct reads. */
-#define MSGBUF_RBUF_SIZE	65536
+#define MSGBUF_READ_MAX		65536
+/* Less free room than this in the read block: move to a fresh one. */
+#define MSGBUF_READ_MIN		16384
+/* Largest message delivered in place, in the read block. */
+#define MSGBUF_INPLACE_MAX	65536
 /* Small imsgs are copied into shared batch buffers of this size. */
 #define MSGBUF_BATCH_SIZE	65536
 #define MSGBUF_BATCH_MAXMSG	(MSGBUF_BATCH_SIZE / 4)
@@ -52,32 +56,47 @@ struct ibuf_box {
 	struct ibuf	 ib;
 };
 #define IBUF_BOX_BATCH		0x01
-#define IBUF_BOX_BLOCK		0x02
+#define IBUF_BOX_BLOCK		0x02	/* box lives in an mblock */
+#define IBUF_BOX_INPLACE	0x04	/* buf points into the block's stream */
 
 /*
- * A message block: received small messages are carved one after the
- * other out of a block, box and storage together, instead of each taking
- * a box of its own.  Parsing a read then walks memory in order, and one
- * allocation serves hundreds of messages.
+ * A message block.  Blocks serve two purposes, with the same counting.
  *
- * The block goes back to the cache when the reader has retired it and
+ * The reader's block is its read buffer: the kernel copies the stream
+ * into it and a received imsg that lies there whole and 16-aligned is
+ * handed out in place, its box stacked down from the top of the block
+ * while the stream fills it from the bottom.  The payload is then never
+ * copied in user space.
+ *
+ * A copy block takes the other small messages (misaligned, or cut by the
+ * end of the read block): each is carved, box and storage together, one
+ * after the other, instead of taking a box of its own.
+ *
+ * A block goes back to the cache when the reader has retired it and
  * every message carved from it has been freed.  Messages may be freed on
  * another thread (imsg_ibufq_push hands them over), so that count is
  * atomic; but only frees touch it, one atomic step each.  Carving just
  * counts in carved, which the reader alone uses, and retiring adds carved
  * to refs: refs then reaches 0 exactly when the last message goes.
- * Before that refs is minus the number of messages freed so far.
+ * Before that refs is minus the number of messages freed so far, and the
+ * reader may start the block over when refs == -carved.
  */
 struct mblock {
 	int32_t		 refs;		/* atomic; see above */
 	uint32_t	 carved;	/* messages carved (reader only) */
-	size_t		 used;		/* bytes carved so far */
+	size_t		 used;		/* copy block: bytes carved so far */
 	size_t		 size;		/* bytes of storage after the header */
 	size_t		 pad2;		/* keeps the storage 16-aligned */
 };
 #define MBLOCK_SIZE		(256 * 1024)
-/* Largest message carved from a block; larger ones get a box each. */
+/* Largest message carved from a copy block; larger ones get a box each. */
 #define MBLOCK_MAXMSG		4096
+
+static inline unsigned char *
+mblock_data(struct mblock *blk)
+{
+	return (unsigned char *)(blk + 1);
+}
 
 static inline struct ibuf_box *
 ibuf_box(struct ibuf *b)
@@ -90,6 +109,27 @@ static inline unsigned char *
 ibuf_box_inline(struct ibuf_box *box)
 {
 	return (unsigned char *)(box + 1);
+}
+
+/* A fresh, unqueued ibuf of len bytes (max limit) stored at buf. */
+static inline struct ibuf *
+ibuf_box_init(struct ibuf_box *box, uint32_t flags, struct mblock *blk,
+    unsigned char *buf, size_t cap, size_t len, size_t max)
+{
+	box->cap = box->icap = cap;
+	box->flags = flags;
+	box->nmsg = 0;
+	box->cursor = 0;
+	box->blk = blk;
+	box->ib.entry.tqe_next = NULL;
+	box->ib.entry.tqe_prev = NULL;
+	box->ib.buf = buf;
+	box->ib.size = len;
+	box->ib.max = max;
+	box->ib.wpos = 0;
+	box->ib.rpos = 0;
+	box->ib.fd = -1;
+	return &box->ib;
 }
 
 /*
@@ -109,9 +149,16 @@ struct msgbuf {
 	struct ibuf		*wbatch;	/* batch at the tail of wq, or NULL */
 	struct ibufqueue	 wspare;	/* emptied batches kept for reuse */
 
-	/* Read side; rbuf is NULL for a write-only msgbuf. */
-	unsigned char		*rbuf;
-	size_t			 rlen;		/* bytes held in rbuf */
+	/*
+	 * Read side; readhdr is NULL for a write-only msgbuf.  The stream
+	 * is read into rblk at rlen.  Bytes before rhead belong to messages
+	 * (or were wiped once copied out); rhead..rlen is a header not yet
+	 * whole.  Boxes of messages delivered in place sit from rtop up.
+	 */
+	struct mblock		*rblk;
+	size_t			 rhead;
+	size_t			 rlen;
+	size_t			 rtop;
 	struct ibuf		*rmsg;		/* message being filled */
 	struct ibuf		*(*readhdr)(struct ibuf *, void *, int *);
 	void			*rarg;
@@ -119,12 +166,14 @@ struct msgbuf {
 	int			 rerr;		/* sticky read error, 0 if none */
 	int			 rpendfd;	/* descriptor for the kept header */
 	int			 notsock;	/* fd+1 of a pipe: use read/writev */
-	struct mblock		*rblock;	/* block messages are carved from */
+	struct mblock		*cblk;		/* copy block */
 };
 
 /* alloc.c */
 struct ibuf	*libimsg__ibuf_alloc(size_t, size_t);
 void		 libimsg__ibuf_release(struct ibuf *);
+struct mblock	*libimsg__mblock_new(void);
+int		 libimsg__mblock_restart(struct mblock *);
 struct ibuf	*libimsg__mblock_carve(struct mblock **, size_t);
 void		 libimsg__mblock_retire(struct mblock *);
 
@@ -138,6 +187,10 @@ void		 libimsg__q_init(struct ibufqueue *);
 void		 libimsg__q_push(struct ibufqueue *, struct ibuf *);
 struct ibuf	*libimsg__q_pop(struct ibufqueue *);
 void		 libimsg__q_concat(struct ibufqueue *, struct ibufqueue *);
+
+/* read.c */
+struct ibuf	*libimsg__read_inplace(struct msgbuf *, const struct ibuf *,
+		    size_t);
 
 /* msgbuf.c */
 void		*libimsg__msgbuf_batch_reserve(struct msgbuf *, size_t);

@@ -33,10 +33,12 @@ imsg_parse_hdr(struct ibuf *buf, void *arg, int *fd)
 		errno = ERANGE;
 		return NULL;
 	}
-	if (len <= MBLOCK_MAXMSG)
-		b = libimsg__mblock_carve(&ib->w->rblock, len);
-	else
-		b = libimsg__ibuf_alloc(len, len);
+	if ((b = libimsg__read_inplace(ib->w, buf, len)) == NULL) {
+		if (len <= MBLOCK_MAXMSG)
+			b = libimsg__mblock_carve(&ib->w->cblk, len);
+		else
+			b = libimsg__ibuf_alloc(len, len);
+	}
 	if (b == NULL)
 		return NULL;
 	if ((hdr.len & IMSG_FD_MARK) && *fd != -1) {

@@ -41,10 +41,12 @@ msgbuf_new_reader(size_t hdrsz,
 	}
 	if ((m = msgbuf_alloc()) == NULL)
 		return NULL;
-	if ((m->rbuf = malloc(MSGBUF_RBUF_SIZE)) == NULL) {
+	/* Made now, so a reader that exists can read without allocating. */
+	if ((m->rblk = libimsg__mblock_new()) == NULL) {
 		free(m);
 		return NULL;
 	}
+	m->rtop = m->rblk->size;
 	m->hdrsize = hdrsz;
 	m->readhdr = readhdr;
 	m->rarg = arg;
@@ -60,12 +62,17 @@ msgbuf_clear(struct msgbuf *m)
 	m->wbatch = NULL;
 	ibuf_free(m->rmsg);
 	m->rmsg = NULL;
-	if (m->rbuf != NULL)
-		libimsg__wipe(m->rbuf, m->rlen);
-	m->rlen = 0;
+	/* Messages still out keep the read block until they are freed. */
+	if (m->rblk != NULL) {
+		libimsg__wipe(mblock_data(m->rblk) + m->rhead,
+		    m->rlen - m->rhead);
+		libimsg__mblock_retire(m->rblk);
+		m->rblk = NULL;
+	}
+	m->rhead = m->rlen = m->rtop = 0;
 	m->rerr = 0;
-	libimsg__mblock_retire(m->rblock);
-	m->rblock = NULL;
+	libimsg__mblock_retire(m->cblk);
+	m->cblk = NULL;
 	if (m->rpendfd != -1)
 		close(m->rpendfd);
 	m->rpendfd = -1;
@@ -78,9 +85,6 @@ msgbuf_free(struct msgbuf *m)
 		return;
 	msgbuf_clear(m);
 	ibufq_flush(&m->wspare);
-	if (m->rbuf != NULL)
-		libimsg__wipe(m->rbuf, MSGBUF_RBUF_SIZE);
-	free(m->rbuf);
 	free(m);
 }
 

@@ -1,11 +1,14 @@
 /*
  * The read path: receive bytes (and at most one descriptor) from the
- * socket and cut them into messages with the msgbuf's header callback.
+ * socket into the read block and cut them into messages with the
+ * msgbuf's header callback.
  *
- * Bytes go straight into the message being filled when there is one, so
- * a large message is copied once, by the kernel; only headers and small
- * messages pass through the read buffer.  The read buffer never holds
- * more than a partial header between calls.
+ * An imsg that lies whole and 16-aligned in the block is handed out
+ * where the kernel put it (libimsg__read_inplace).  Any other message is
+ * copied out, and the bytes it came from are wiped at once, so the block
+ * never keeps a copy of a message behind its back.  A message that is
+ * not yet whole is read straight into its own buffer when it has one:
+ * a large message is copied once, by the kernel.
  */
 #define _GNU_SOURCE
 #include <sys/types.h>
@@ -65,16 +68,19 @@ parse_header(struct msgbuf *m, struct ibuf *hdr, int fresh,
 
 /*
  * Release the descriptors nobody owns.  cut is the offset of a header
- * left incomplete in rbuf, or -1: a descriptor that came with that header
+ * left incomplete in the block, or -1; kept is where a header kept from
+ * the last read began.  A descriptor that came with the cut header
  * (this read's, or one still waiting because the header is not whole
  * yet) waits for it; no header wants more than one.
  */
 static void
-settle_fds(struct msgbuf *m, struct fdoffer *fo, size_t rstart, ssize_t cut)
+settle_fds(struct msgbuf *m, struct fdoffer *fo, size_t kept, size_t rstart,
+    ssize_t cut)
 {
 	int keep = -1;
 
-	if (cut == 0 && rstart > 0 && fo->pend != -1) {
+	if (cut >= 0 && (size_t)cut == kept && rstart > kept &&
+	    fo->pend != -1) {
 		keep = fo->pend;
 		fo->pend = -1;
 	} else if (cut >= 0 && (size_t)cut >= rstart && fo->holder == NULL &&
@@ -99,28 +105,69 @@ finish_message(struct msgbuf *m)
 	}
 }
 
+/* Is the message being filled read in place, in the block? */
+static int
+rmsg_inplace(const struct msgbuf *m)
+{
+	return m->rmsg != NULL &&
+	    (ibuf_box(m->rmsg)->flags & IBUF_BOX_INPLACE) != 0;
+}
+
 /*
- * Cut the bytes held in rbuf into messages.  rstart is where this read's
- * bytes begin; anything before it is a header kept from the last read.
+ * Hand out an imsg of len bytes whose header hdr lies in the read block,
+ * where it is, if it is 16-aligned (programs cast the payload) and the
+ * block has room for all of it and for its box.  NULL means: copy it.
+ */
+struct ibuf *
+libimsg__read_inplace(struct msgbuf *m, const struct ibuf *hdr, size_t len)
+{
+	struct ibuf_box *box;
+	unsigned char *data;
+	size_t off, end;
+
+	if (len > MSGBUF_INPLACE_MAX || ((uintptr_t)hdr->buf & 15) != 0 ||
+	    m->rblk == NULL)
+		return NULL;
+	data = mblock_data(m->rblk);
+	off = (size_t)((uintptr_t)hdr->buf - (uintptr_t)data);
+	if ((uintptr_t)hdr->buf < (uintptr_t)data || off >= m->rlen)
+		return NULL;
+	/* The stream already read beyond this message must stay too. */
+	end = off + len > m->rlen ? off + len : m->rlen;
+	if (m->rtop < end + sizeof(*box))
+		return NULL;
+	m->rtop -= sizeof(*box);
+	m->rblk->carved++;
+	box = (struct ibuf_box *)(void *)(data + m->rtop);
+	return ibuf_box_init(box, IBUF_BOX_BLOCK | IBUF_BOX_INPLACE, m->rblk,
+	    hdr->buf, len, len, len);
+}
+
+/*
+ * Cut the bytes in the block from rhead on into messages.  rstart is
+ * where this read's bytes begin; anything before it is a header kept
+ * from the last read.
  */
 static int
 process(struct msgbuf *m, size_t rstart, int fd)
 {
 	struct fdoffer fo;
 	struct ibuf hdr, *msg;
-	size_t off = 0, left, n;
+	unsigned char *data = mblock_data(m->rblk), *src;
+	size_t kept = m->rhead, off = m->rhead, left, n;
+	int saved_errno;
 
 	fo.fd = fd;
 	fo.holder = NULL;
 	fo.pend = m->rpendfd;
 	m->rpendfd = -1;
-	ibuf_from_buffer(&hdr, m->rbuf, m->hdrsize);
+	ibuf_from_buffer(&hdr, data, m->hdrsize);
 	while (off < m->rlen) {
 		if (m->rmsg == NULL) {
 			if (m->rlen - off < m->hdrsize)
 				break;
 			/* The same view, moved along: the callback gets it fresh. */
-			hdr.buf = m->rbuf + off;
+			hdr.buf = data + off;
 			hdr.rpos = 0;
 			msg = parse_header(m, &hdr, off >= rstart, &fo);
 			if (msg == NULL)
@@ -144,32 +191,89 @@ process(struct msgbuf *m, size_t rstart, int fd)
 		n = m->rmsg->max - m->rmsg->wpos;
 		if (n > left)
 			n = left;
-		/* Storage is usually there already; else let it grow. */
-		if (n <= m->rmsg->size - m->rmsg->wpos) {
-			memcpy(m->rmsg->buf + m->rmsg->wpos, m->rbuf + off, n);
+		src = data + off;
+		if (rmsg_inplace(m)) {
 			m->rmsg->wpos += n;
-		} else if (ibuf_add(m->rmsg, m->rbuf + off, n) == -1)
-			goto fail;
+		} else {
+			/* Storage is usually there already; else let it grow. */
+			if (n <= m->rmsg->size - m->rmsg->wpos) {
+				memcpy(m->rmsg->buf + m->rmsg->wpos, src, n);
+				m->rmsg->wpos += n;
+			} else if (ibuf_add(m->rmsg, src, n) == -1)
+				goto fail;
+			libimsg__wipe(src, n);
+		}
 		off += n;
 		finish_message(m);
 	}
-	settle_fds(m, &fo, rstart, off < m->rlen ? (ssize_t)off : -1);
-	/*
-	 * Keep only the partial header, at the start of the buffer.  The
-	 * bytes before it were copied into messages and are overwritten by
-	 * the next read; the buffer is wiped when the msgbuf is freed.
-	 */
-	if (off > 0) {
-		memmove(m->rbuf, m->rbuf + off, m->rlen - off);
-		m->rlen -= off;
-	}
+	settle_fds(m, &fo, kept, rstart, off < m->rlen ? (ssize_t)off : -1);
+	m->rhead = off;
 	return 1;
 
 fail:
-	n = errno;
-	settle_fds(m, &fo, rstart, -1);
-	errno = (int)n;
+	saved_errno = errno;
+	settle_fds(m, &fo, kept, rstart, -1);
+	/* Nothing more is read from this stream: drop what is left of it. */
+	libimsg__wipe(data + off, m->rlen - off);
+	m->rhead = m->rlen = off;
+	errno = saved_errno;
 	return -1;
+}
+
+/* Move the header not yet whole to the start of blk, wiping where it was. */
+static void
+rblk_move_tail(struct msgbuf *m, struct mblock *blk)
+{
+	unsigned char *from = mblock_data(m->rblk), *to = mblock_data(blk);
+	size_t keep = m->rlen - m->rhead, stale;
+
+	if (keep > 0)
+		memmove(to, from + m->rhead, keep);
+	/* In the same block the copy may overlap what it came from. */
+	stale = blk == m->rblk && m->rhead < keep ? keep : m->rhead;
+	libimsg__wipe(from + stale, m->rlen - stale);
+	m->rhead = 0;
+	m->rlen = keep;
+	m->rtop = blk->size;
+}
+
+/*
+ * Make room to read into.  A block whose messages are all gone starts
+ * over: a reader that frees what it gets before reading again reads
+ * into the same memory every time.  A block with messages still out and
+ * too little room left for a useful read is retired for a fresh one.
+ * The bytes of a message being filled in place must follow it where it
+ * is; its room was set aside when it began.
+ */
+static int
+rblk_prepare(struct msgbuf *m)
+{
+	struct mblock *blk;
+
+	if (rmsg_inplace(m))
+		return 0;
+	if (m->rblk != NULL && libimsg__mblock_restart(m->rblk)) {
+		if (m->rhead > 0 || m->rtop != m->rblk->size)
+			rblk_move_tail(m, m->rblk);
+		return 0;
+	}
+	if (m->rblk != NULL && m->rtop - m->rlen >= MSGBUF_READ_MIN)
+		return 0;
+	if ((blk = libimsg__mblock_new()) == NULL) {
+		/* Go on with what is left, if anything is. */
+		if (m->rblk != NULL && m->rtop > m->rlen)
+			return 0;
+		return -1;
+	}
+	if (m->rblk != NULL) {
+		rblk_move_tail(m, blk);
+		libimsg__mblock_retire(m->rblk);
+	} else {
+		m->rhead = m->rlen = 0;
+		m->rtop = blk->size;
+	}
+	m->rblk = blk;
+	return 0;
 }
 
 /* Keep the first descriptor of the first SCM_RIGHTS; close all others. */
@@ -216,11 +320,11 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 	struct iovec iov[2];
 	struct msghdr msg;
 	struct ibuf *rmsg = m->rmsg;
-	size_t direct = 0, rstart, got;
+	size_t direct = 0, rstart, got, room;
 	ssize_t n;
 	int fd, iovcnt = 0;
 
-	if (m->rbuf == NULL) {
+	if (m->readhdr == NULL) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -228,8 +332,10 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 		errno = m->rerr;
 		return -1;
 	}
+	if (rblk_prepare(m) == -1)
+		return -1;
 
-	if (rmsg != NULL) {
+	if (rmsg != NULL && !rmsg_inplace(m)) {
 		/* Room already allocated in the message, up to its end. */
 		direct = ibuf_box(rmsg)->cap;
 		if (direct > rmsg->max)
@@ -248,10 +354,13 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 	 * its storage is recycled and the reader holds one large message,
 	 * not two.
 	 */
-	if (direct == 0 || rmsg->max <= MSGBUF_RBUF_SIZE ||
+	if (direct == 0 || rmsg->max <= MSGBUF_READ_MAX ||
 	    direct < rmsg->max - rmsg->wpos) {
-		iov[iovcnt].iov_base = m->rbuf + m->rlen;
-		iov[iovcnt].iov_len = MSGBUF_RBUF_SIZE - m->rlen;
+		room = m->rtop - m->rlen;
+		if (room > MSGBUF_READ_MAX)
+			room = MSGBUF_READ_MAX;
+		iov[iovcnt].iov_base = mblock_data(m->rblk) + m->rlen;
+		iov[iovcnt].iov_len = room;
 		iovcnt++;
 	}
 
