@@ -44,6 +44,14 @@ struct box_cache {
 	unsigned int	 nfree[NCLASSES];
 	struct ibuf_box	*large[LARGE_KEEP];
 	struct mblock	*blocks[MBLOCK_KEEP];
+	/*
+	 * Messages freed on this thread out of pblk and not yet subtracted
+	 * from its refs: consecutive frees from one block cost one atomic
+	 * step in all, not one each.  Until they are subtracted the block
+	 * looks in use, so it can neither start over nor go away.
+	 */
+	struct mblock	*pblk;
+	int32_t		 pfree;
 	int		 registered;	/* -1: emptied at thread exit */
 };
 
@@ -61,12 +69,31 @@ static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static int cache_key_ok;
 
+static void	mblock_recycle(struct mblock *);
+
+/* Subtract the frees this thread owes the block it freed from last. */
+static void
+pending_flush(void)
+{
+	struct mblock *blk = cache.pblk;
+	int32_t n = cache.pfree;
+
+	cache.pblk = NULL;
+	cache.pfree = 0;
+	if (blk != NULL && __atomic_sub_fetch(&blk->refs, n,
+	    __ATOMIC_ACQ_REL) == 0)
+		mblock_recycle(blk);
+}
+
 static void
 cache_drain(void *arg)
 {
 	struct box_cache *c = arg;
 	struct ibuf_box *box;
 	int i;
+
+	/* Before anything is freed: the flush may hand in one more block. */
+	pending_flush();
 
 	for (i = 0; i < NCLASSES; i++) {
 		while ((box = c->free[i]) != NULL) {
@@ -212,18 +239,29 @@ libimsg__ibuf_alloc(size_t len, size_t max)
 	    NULL, icap, len, max);
 }
 
-static void	mblock_recycle(struct mblock *);
-
 /* Give back the box of b, whose storage has been wiped and released. */
 void
 libimsg__ibuf_release(struct ibuf *b)
 {
 	struct ibuf_box *box = ibuf_box(b);
+	struct mblock *blk;
 
 	if (box->flags & IBUF_BOX_BLOCK) {
-		/* After this step the block, box included, may be gone. */
-		if (__atomic_sub_fetch(&box->blk->refs, 1, __ATOMIC_ACQ_REL) == 0)
-			mblock_recycle(box->blk);
+		blk = box->blk;
+		if (cache.pblk == blk) {
+			cache.pfree++;
+			return;
+		}
+		/* Without the thread-exit flush, nothing may be owed. */
+		if (!cache_usable()) {
+			if (__atomic_sub_fetch(&blk->refs, 1,
+			    __ATOMIC_ACQ_REL) == 0)
+				mblock_recycle(blk);
+			return;
+		}
+		pending_flush();
+		cache.pblk = blk;
+		cache.pfree = 1;
 		return;
 	}
 	if (!cache_put(box))
@@ -271,6 +309,8 @@ mblock_recycle(struct mblock *blk)
 void
 libimsg__mblock_retire(struct mblock *blk)
 {
+	if (blk != NULL && cache.pblk == blk)
+		pending_flush();
 	if (blk != NULL && __atomic_add_fetch(&blk->refs,
 	    (int32_t)blk->carved, __ATOMIC_ACQ_REL) == 0)
 		mblock_recycle(blk);
@@ -283,6 +323,8 @@ libimsg__mblock_retire(struct mblock *blk)
 int
 libimsg__mblock_restart(struct mblock *blk)
 {
+	if (cache.pblk == blk)
+		pending_flush();
 	if (__atomic_load_n(&blk->refs, __ATOMIC_ACQUIRE) !=
 	    -(int32_t)blk->carved)
 		return 0;

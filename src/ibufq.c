@@ -15,34 +15,6 @@ libimsg__q_init(struct ibufqueue *q)
 	q->count = 0;
 }
 
-void
-libimsg__q_push(struct ibufqueue *q, struct ibuf *b)
-{
-	b->entry.tqe_next = NULL;
-	b->entry.tqe_prev = q->tailp;
-	*q->tailp = b;
-	q->tailp = &b->entry.tqe_next;
-	q->count++;
-}
-
-struct ibuf *
-libimsg__q_pop(struct ibufqueue *q)
-{
-	struct ibuf *b;
-
-	if ((b = q->head) == NULL)
-		return NULL;
-	q->head = b->entry.tqe_next;
-	if (q->head != NULL)
-		q->head->entry.tqe_prev = &q->head;
-	else
-		q->tailp = &q->head;
-	b->entry.tqe_next = NULL;
-	b->entry.tqe_prev = NULL;
-	q->count--;
-	return b;
-}
-
 /* Move every element of from to the tail of to, keeping their order. */
 void
 libimsg__q_concat(struct ibufqueue *to, struct ibufqueue *from)

@@ -29,6 +29,8 @@
 #define MSGBUF_READ_MAX		65536
 /* Less free room than this in the read block: move to a fresh one. */
 #define MSGBUF_READ_MIN		16384
+/* Largest unfinished imsg left for the next read rather than begun. */
+#define MSGBUF_WAIT_MAX		4096
 /* Largest message delivered in place, in the read block. */
 #define MSGBUF_INPLACE_MAX	65536
 /* Small imsgs are copied into shared batch buffers of this size. */
@@ -162,6 +164,8 @@ struct msgbuf {
 	struct ibuf		*rmsg;		/* message being filled */
 	struct ibuf		*(*readhdr)(struct ibuf *, void *, int *);
 	void			*rarg;
+	/* The imsgbuf whose imsgs are read, if readhdr is the imsg one. */
+	const struct imsgbuf	*imsgbuf;
 	size_t			 hdrsize;
 	int			 rerr;		/* sticky read error, 0 if none */
 	int			 rpendfd;	/* descriptor for the kept header */
@@ -184,16 +188,61 @@ void		 libimsg__ibuf_view_abort(const char *);
 
 /* ibufq.c */
 void		 libimsg__q_init(struct ibufqueue *);
-void		 libimsg__q_push(struct ibufqueue *, struct ibuf *);
-struct ibuf	*libimsg__q_pop(struct ibufqueue *);
 void		 libimsg__q_concat(struct ibufqueue *, struct ibufqueue *);
+
+/* Every message passes through these twice: they are inline. */
+static inline void
+libimsg__q_push(struct ibufqueue *q, struct ibuf *b)
+{
+	b->entry.tqe_next = NULL;
+	b->entry.tqe_prev = q->tailp;
+	*q->tailp = b;
+	q->tailp = &b->entry.tqe_next;
+	q->count++;
+}
+
+static inline struct ibuf *
+libimsg__q_pop(struct ibufqueue *q)
+{
+	struct ibuf *b;
+
+	if ((b = q->head) == NULL)
+		return NULL;
+	q->head = b->entry.tqe_next;
+	if (q->head != NULL)
+		q->head->entry.tqe_prev = &q->head;
+	else
+		q->tailp = &q->head;
+	b->entry.tqe_next = NULL;
+	b->entry.tqe_prev = NULL;
+	q->count--;
+	return b;
+}
 
 /* read.c */
 struct ibuf	*libimsg__read_inplace(struct msgbuf *, const struct ibuf *,
 		    size_t);
 
 /* msgbuf.c */
-void		*libimsg__msgbuf_batch_reserve(struct msgbuf *, size_t);
+void		*libimsg__msgbuf_batch_new(struct msgbuf *, size_t);
 void		 libimsg__msgbuf_drain(struct msgbuf *, size_t);
+
+/*
+ * Reserve len bytes (len <= MSGBUF_BATCH_MAXMSG) for one whole imsg at
+ * the end of the write queue.  The caller fills them with a complete imsg
+ * at once: the drain walks the headers in a batch to count messages sent.
+ */
+static inline void *
+libimsg__msgbuf_batch_reserve(struct msgbuf *m, size_t len)
+{
+	struct ibuf *b = m->wbatch;
+
+	if (b == NULL || b->max - b->wpos < len)
+		return libimsg__msgbuf_batch_new(m, len);
+	ibuf_box(b)->nmsg++;
+	m->queued++;
+	b->wpos += len;
+	return b->buf + b->wpos - len;
+}
 
 #endif /* LIBIMSG_PRIVATE_H */

@@ -59,6 +59,7 @@ imsgbuf_init(struct imsgbuf *ib, int fd)
 		return -1;
 	}
 	ib->w = m;
+	m->imsgbuf = ib;
 	ib->pid = getpid();
 	ib->maxsize = MAX_IMSGSIZE;
 	ib->fd = fd;
@@ -171,7 +172,7 @@ imsgbuf_get(struct imsgbuf *ib, struct imsg *imsg)
 
 	if (imsgbuf_dead(ib))
 		return -1;
-	if ((b = msgbuf_get(ib->w)) == NULL)
+	if ((b = libimsg__q_pop(&ib->w->rq)) == NULL)
 		return 0;
 	return imsg_from_ibuf(b, imsg);
 }

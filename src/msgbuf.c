@@ -120,37 +120,32 @@ msgbuf_concat(struct msgbuf *m, struct ibufqueue *from)
 }
 
 /*
- * Reserve len bytes for one whole imsg at the end of the write queue.
- * Small messages share batch buffers, so composing them allocates
- * nothing and writing them takes one iovec per batch, not one per
- * message.  The caller fills the bytes with a complete imsg at once: the
- * drain walks the headers in a batch to count messages sent.
+ * Start a batch for len bytes at the end of the write queue and reserve
+ * them; libimsg__msgbuf_batch_reserve comes here when the current batch
+ * is full or there is none.  Small messages share batch buffers, so
+ * composing them allocates nothing and writing them takes one iovec per
+ * batch, not one per message.
  */
 void *
-libimsg__msgbuf_batch_reserve(struct msgbuf *m, size_t len)
+libimsg__msgbuf_batch_new(struct msgbuf *m, size_t len)
 {
-	struct ibuf *b = m->wbatch;
+	struct ibuf *b;
 	struct ibuf_box *box;
 
-	if (b == NULL || ibuf_left(b) < len) {
-		if ((b = libimsg__q_pop(&m->wspare)) != NULL) {
-			b->rpos = b->wpos = 0;
-		} else if ((b = libimsg__ibuf_alloc(MSGBUF_BATCH_SIZE,
-		    MSGBUF_BATCH_SIZE)) == NULL)
-			return NULL;
-		box = ibuf_box(b);
-		box->flags |= IBUF_BOX_BATCH;
-		box->nmsg = 0;
-		box->cursor = 0;
-		libimsg__q_push(&m->wq, b);
-		m->wbatch = b;
-	}
-	/* There is room: no need for the general reserve's checks. */
+	if ((b = libimsg__q_pop(&m->wspare)) != NULL) {
+		b->rpos = b->wpos = 0;
+	} else if ((b = libimsg__ibuf_alloc(MSGBUF_BATCH_SIZE,
+	    MSGBUF_BATCH_SIZE)) == NULL)
+		return NULL;
 	box = ibuf_box(b);
-	box->nmsg++;
+	box->flags |= IBUF_BOX_BATCH;
+	box->nmsg = 1;
+	box->cursor = 0;
+	libimsg__q_push(&m->wq, b);
+	m->wbatch = b;
 	m->queued++;
-	b->wpos += len;
-	return b->buf + b->wpos - len;
+	b->wpos = len;
+	return b->buf;
 }
 
 /* Count the messages of a batch that are now completely sent. */

@@ -114,23 +114,18 @@ rmsg_inplace(const struct msgbuf *m)
 }
 
 /*
- * Hand out an imsg of len bytes whose header hdr lies in the read block,
- * where it is, if it is 16-aligned (programs cast the payload) and the
- * block has room for all of it and for its box.  NULL means: copy it.
+ * Hand out the imsg of len bytes at off in the read block where it is,
+ * if it is 16-aligned (programs cast the payload) and the block has room
+ * for all of it and for its box.  NULL means: copy it.
  */
-struct ibuf *
-libimsg__read_inplace(struct msgbuf *m, const struct ibuf *hdr, size_t len)
+static struct ibuf *
+inplace_at(struct msgbuf *m, size_t off, size_t len)
 {
 	struct ibuf_box *box;
-	unsigned char *data;
-	size_t off, end;
+	unsigned char *data = mblock_data(m->rblk);
+	size_t end;
 
-	if (len > MSGBUF_INPLACE_MAX || ((uintptr_t)hdr->buf & 15) != 0 ||
-	    m->rblk == NULL)
-		return NULL;
-	data = mblock_data(m->rblk);
-	off = (size_t)((uintptr_t)hdr->buf - (uintptr_t)data);
-	if ((uintptr_t)hdr->buf < (uintptr_t)data || off >= m->rlen)
+	if (len > MSGBUF_INPLACE_MAX || (off & 15) != 0)
 		return NULL;
 	/* The stream already read beyond this message must stay too. */
 	end = off + len > m->rlen ? off + len : m->rlen;
@@ -140,7 +135,52 @@ libimsg__read_inplace(struct msgbuf *m, const struct ibuf *hdr, size_t len)
 	m->rblk->carved++;
 	box = (struct ibuf_box *)(void *)(data + m->rtop);
 	return ibuf_box_init(box, IBUF_BOX_BLOCK | IBUF_BOX_INPLACE, m->rblk,
-	    hdr->buf, len, len, len);
+	    data + off, len, len, len);
+}
+
+/* The same for the header callback, which sees the header hdr. */
+struct ibuf *
+libimsg__read_inplace(struct msgbuf *m, const struct ibuf *hdr, size_t len)
+{
+	uintptr_t data, at = (uintptr_t)hdr->buf;
+
+	if (m->rblk == NULL)
+		return NULL;
+	data = (uintptr_t)mblock_data(m->rblk);
+	if (at < data || at - data >= m->rlen)
+		return NULL;
+	return inplace_at(m, at - data, len);
+}
+
+/*
+ * Most imsgs carry no descriptor mark, are within the limit and lie
+ * whole in the block: deliver those at once, without the header
+ * callback (no descriptor can be theirs, so it would do nothing more).
+ * A small one that is not whole yet waits, unparsed, for the next read:
+ * the block can then start over under it.  Anything else, errors
+ * included, is left to the callback.
+ */
+enum { IMSG_SLOW, IMSG_DONE, IMSG_WAIT };
+
+static int
+imsg_fast(struct msgbuf *m, size_t off, size_t *lenp)
+{
+	struct ibuf *msg;
+	uint32_t len;
+
+	memcpy(&len, mblock_data(m->rblk) + off +
+	    offsetof(struct imsg_hdr, len), sizeof(len));
+	/* The limit never has the mark bit set: marked ones fail here. */
+	if (len < IMSG_HEADER_SIZE || len > m->imsgbuf->maxsize)
+		return IMSG_SLOW;
+	if (len > m->rlen - off)
+		return len <= MSGBUF_WAIT_MAX ? IMSG_WAIT : IMSG_SLOW;
+	if ((msg = inplace_at(m, off, len)) == NULL)
+		return IMSG_SLOW;
+	msg->wpos = len;
+	libimsg__q_push(&m->rq, msg);
+	*lenp = len;
+	return IMSG_DONE;
 }
 
 /*
@@ -155,7 +195,7 @@ process(struct msgbuf *m, size_t rstart, int fd)
 	struct ibuf hdr, *msg;
 	unsigned char *data = mblock_data(m->rblk), *src;
 	size_t kept = m->rhead, off = m->rhead, left, n;
-	int saved_errno;
+	int r, saved_errno;
 
 	fo.fd = fd;
 	fo.holder = NULL;
@@ -166,6 +206,15 @@ process(struct msgbuf *m, size_t rstart, int fd)
 		if (m->rmsg == NULL) {
 			if (m->rlen - off < m->hdrsize)
 				break;
+			if (m->imsgbuf != NULL) {
+				r = imsg_fast(m, off, &n);
+				if (r == IMSG_WAIT)
+					break;
+				if (r == IMSG_DONE) {
+					off += n;
+					continue;
+				}
+			}
 			/* The same view, moved along: the callback gets it fresh. */
 			hdr.buf = data + off;
 			hdr.rpos = 0;
