@@ -149,19 +149,23 @@ imsgbuf_queuelen(struct imsgbuf *ib)
 static int
 imsg_from_ibuf(struct ibuf *b, struct imsg *imsg)
 {
-	struct imsg m;
+	uint32_t len;
 
-	if (b->wpos - b->rpos < sizeof(m.hdr)) {
+	if (b->wpos - b->rpos < sizeof(imsg->hdr)) {
 		ibuf_free(b);
 		errno = EBADMSG;
 		return -1;
 	}
-	memcpy(&m.hdr, b->buf + b->rpos, sizeof(m.hdr));
-	b->rpos += sizeof(m.hdr);
-	m.hdr.len &= ~IMSG_FD_MARK;
-	m.data = b->wpos > b->rpos ? b->buf + b->rpos : NULL;
-	m.buf = b;
-	*imsg = m;
+	/*
+	 * Field by field, not through a struct on the stack: a whole-struct
+	 * load right after a narrower store to it stalls the CPU.
+	 */
+	memcpy(&imsg->hdr, b->buf + b->rpos, sizeof(imsg->hdr));
+	len = imsg->hdr.len & ~IMSG_FD_MARK;
+	imsg->hdr.len = len;
+	b->rpos += sizeof(imsg->hdr);
+	imsg->data = b->wpos > b->rpos ? b->buf + b->rpos : NULL;
+	imsg->buf = b;
 	return 1;
 }
 
@@ -375,7 +379,14 @@ imsg_compose_batched(struct imsgbuf *ib, const struct imsg_hdr *hdr,
 	p = libimsg__msgbuf_batch_reserve(ib->w, datalen + IMSG_HEADER_SIZE);
 	if (p == NULL)
 		return -1;
-	memcpy(p, hdr, sizeof(*hdr));
+	/*
+	 * Field by field: the header was just built with 32-bit stores, and
+	 * reading it back as one 16-byte load would stall the CPU.
+	 */
+	memcpy(p + offsetof(struct imsg_hdr, type), &hdr->type, 4);
+	memcpy(p + offsetof(struct imsg_hdr, len), &hdr->len, 4);
+	memcpy(p + offsetof(struct imsg_hdr, peerid), &hdr->peerid, 4);
+	memcpy(p + offsetof(struct imsg_hdr, pid), &hdr->pid, 4);
 	p += sizeof(*hdr);
 	for (i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len == 0)
