@@ -37,7 +37,7 @@
 #endif
 
 /* Message blocks kept for the next reader that needs one. */
-#define MBLOCK_KEEP		4
+#define MBLOCK_KEEP		3
 
 struct box_cache {
 	struct ibuf_box	*free[NCLASSES];	/* linked through ib.buf */

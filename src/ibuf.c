@@ -112,7 +112,7 @@ ibuf_grow(struct ibuf *b, size_t need)
 	if (ibuf_box_heapbuf(box))
 		free(b->buf);
 	/* Storage in a read block stays the block's; this is the ibuf's. */
-	box->flags &= ~(uint32_t)IBUF_BOX_INPLACE;
+	box->flags = (uint16_t)(box->flags & ~IBUF_BOX_INPLACE);
 	b->buf = nbuf;
 	box->cap = ncap;
 	return 0;

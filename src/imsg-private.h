@@ -36,6 +36,10 @@
 /* Small imsgs are copied into shared batch buffers of this size. */
 #define MSGBUF_BATCH_SIZE	65536
 #define MSGBUF_BATCH_MAXMSG	(MSGBUF_BATCH_SIZE / 4)
+/* A batch holds at most 4096 imsgs: its box counts them in 16 bits. */
+#if MSGBUF_BATCH_SIZE / 16 > 65535
+#error "MSGBUF_BATCH_SIZE too large for ibuf_box.nmsg"
+#endif
 /* Emptied batches a msgbuf keeps: enough for a writer 256 KiB ahead. */
 #define MSGBUF_BATCH_SPARES	4
 
@@ -50,13 +54,16 @@
 struct ibuf_box {
 	size_t		 cap;		/* bytes of storage at ib.buf */
 	size_t		 icap;		/* bytes of inline storage */
-	uint32_t	 flags;
-	uint32_t	 nmsg;		/* batch: messages not yet fully sent */
-	size_t		 cursor;	/* batch: offset of the first of them */
 	struct mblock	*blk;		/* block the box was carved from */
-	size_t		 pad;		/* keeps inline storage 16-aligned */
+	uint32_t	 cursor;	/* batch: offset of the first message */
+	uint16_t	 nmsg;		/* batch: messages not yet fully sent */
+	uint16_t	 flags;
 	struct ibuf	 ib;
 };
+/* Inline storage and boxes stacked in a block must stay 16-aligned. */
+typedef char libimsg__box_size_check[sizeof(struct ibuf_box) % 16 == 0 ?
+    1 : -1];
+
 #define IBUF_BOX_BATCH		0x01
 #define IBUF_BOX_BLOCK		0x02	/* box lives in an mblock */
 #define IBUF_BOX_INPLACE	0x04	/* buf points into the block's stream */
@@ -115,7 +122,7 @@ ibuf_box_inline(struct ibuf_box *box)
 
 /* A fresh, unqueued ibuf of len bytes (max limit) stored at buf. */
 static inline struct ibuf *
-ibuf_box_init(struct ibuf_box *box, uint32_t flags, struct mblock *blk,
+ibuf_box_init(struct ibuf_box *box, uint16_t flags, struct mblock *blk,
     unsigned char *buf, size_t cap, size_t len, size_t max)
 {
 	box->cap = box->icap = cap;
