@@ -97,7 +97,7 @@ struct mblock {
 	size_t		 size;		/* bytes of storage after the header */
 	size_t		 pad2;		/* keeps the storage 16-aligned */
 };
-#define MBLOCK_SIZE		(256 * 1024)
+#define MBLOCK_SIZE		(512 * 1024)
 /* Largest message carved from a copy block; larger ones get a box each. */
 #define MBLOCK_MAXMSG		4096
 
