@@ -170,14 +170,11 @@ batch_account(struct msgbuf *m, struct ibuf *b)
 static void
 wq_release(struct msgbuf *m, struct ibuf *b)
 {
-	struct ibuf_box *box = ibuf_box(b);
-
-	if ((box->flags & IBUF_BOX_BATCH) == 0) {
+	if ((ibuf_box(b)->flags & IBUF_BOX_BATCH) == 0) {
 		m->queued--;
 		ibuf_free(b);
 		return;
 	}
-	batch_account(m, b);
 	if (m->wbatch == b)
 		m->wbatch = NULL;
 	/*
@@ -194,23 +191,39 @@ wq_release(struct msgbuf *m, struct ibuf *b)
 /*
  * Account for n bytes written from the head of the queue.  Buffers sent
  * whole are released (closing any descriptor they still hold); so are
- * empty ones, even when n is 0, so they can never stall the queue.
+ * empty ones, even when n is 0, so they can never stall the queue.  The
+ * batch being filled, once sent whole, starts over where it is instead:
+ * a program that writes after every message then reuses one batch.  An
+ * empty batch at the head is harmless: the next write releases it.
  */
 void
 libimsg__msgbuf_drain(struct msgbuf *m, size_t n)
 {
 	struct ibuf *b;
+	struct ibuf_box *box;
 	size_t size;
 
 	while ((b = m->wq.head) != NULL) {
-		size = ibuf_size(b);
+		box = ibuf_box(b);
+		size = b->wpos - b->rpos;
 		if (n < size) {
 			b->rpos += n;
-			if (ibuf_box(b)->flags & IBUF_BOX_BATCH)
+			if (box->flags & IBUF_BOX_BATCH)
 				batch_account(m, b);
 			return;
 		}
 		n -= size;
+		if (box->flags & IBUF_BOX_BATCH) {
+			/* Every message in it has gone. */
+			m->queued -= box->nmsg;
+			box->nmsg = 0;
+			if (b == m->wbatch && b->entry.tqe_next == NULL &&
+			    size > 0) {
+				b->rpos = b->wpos = 0;
+				box->cursor = 0;
+				return;
+			}
+		}
 		b->rpos = b->wpos;
 		libimsg__q_pop(&m->wq);
 		wq_release(m, b);

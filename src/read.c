@@ -79,6 +79,11 @@ settle_fds(struct msgbuf *m, struct fdoffer *fo, size_t kept, size_t rstart,
 {
 	int keep = -1;
 
+	if (fo->fd == -1 && fo->pend == -1) {
+		m->rpendfd = -1;
+		return;
+	}
+
 	if (cut >= 0 && (size_t)cut == kept && rstart > kept &&
 	    fo->pend != -1) {
 		keep = fo->pend;
@@ -201,7 +206,7 @@ process(struct msgbuf *m, size_t rstart, int fd)
 	fo.holder = NULL;
 	fo.pend = m->rpendfd;
 	m->rpendfd = -1;
-	ibuf_from_buffer(&hdr, data, m->hdrsize);
+	hdr.buf = NULL;
 	while (off < m->rlen) {
 		if (m->rmsg == NULL) {
 			if (m->rlen - off < m->hdrsize)
@@ -216,6 +221,8 @@ process(struct msgbuf *m, size_t rstart, int fd)
 				}
 			}
 			/* The same view, moved along: the callback gets it fresh. */
+			if (hdr.buf == NULL)
+				ibuf_from_buffer(&hdr, data, m->hdrsize);
 			hdr.buf = data + off;
 			hdr.rpos = 0;
 			msg = parse_header(m, &hdr, off >= rstart, &fo);
@@ -302,7 +309,10 @@ rblk_prepare(struct msgbuf *m)
 	if (rmsg_inplace(m))
 		return 0;
 	if (m->rblk != NULL && libimsg__mblock_restart(m->rblk)) {
-		if (m->rhead > 0 || m->rtop != m->rblk->size)
+		if (m->rhead == m->rlen) {
+			m->rhead = m->rlen = 0;
+			m->rtop = m->rblk->size;
+		} else if (m->rhead > 0 || m->rtop != m->rblk->size)
 			rblk_move_tail(m, m->rblk);
 		return 0;
 	}

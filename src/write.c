@@ -44,10 +44,10 @@ gather(struct msgbuf *m, struct iovec *iov, int fdpass)
 	    b = b->entry.tqe_next) {
 		if (fdpass && b->fd >= 0 && b != m->wq.head)
 			break;
-		if (ibuf_size(b) == 0)
+		if (b->wpos == b->rpos)
 			continue;
-		iov[n].iov_base = ibuf_data(b);
-		iov[n].iov_len = ibuf_size(b);
+		iov[n].iov_base = b->buf + b->rpos;
+		iov[n].iov_len = b->wpos - b->rpos;
 		n++;
 	}
 	return n;
