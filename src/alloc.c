@@ -317,16 +317,17 @@ libimsg__mblock_retire(struct mblock *blk)
 }
 
 /*
- * Start blk over if every message carved from it is gone.  Only the
- * reader that carves from blk may call this.
+ * Start blk over if every message carved from it is gone but the last
+ * mine, which the caller has not handed out and will carve again.  Only
+ * the reader that carves from blk may call this.
  */
 int
-libimsg__mblock_restart(struct mblock *blk)
+libimsg__mblock_restart(struct mblock *blk, uint32_t mine)
 {
 	if (cache.pblk == blk)
 		pending_flush();
 	if (__atomic_load_n(&blk->refs, __ATOMIC_ACQUIRE) !=
-	    -(int32_t)blk->carved)
+	    -(int32_t)(blk->carved - mine))
 		return 0;
 	blk->refs = 0;
 	blk->carved = 0;
@@ -347,7 +348,7 @@ libimsg__mblock_carve(struct mblock **blkp, size_t len)
 
 	need = sizeof(*box) + ((len + 15) & ~(size_t)15);
 	if (blk != NULL && blk->size - blk->used < need &&
-	    !libimsg__mblock_restart(blk)) {
+	    !libimsg__mblock_restart(blk, 0)) {
 		libimsg__mblock_retire(blk);
 		*blkp = blk = NULL;
 	}

@@ -184,7 +184,7 @@ struct msgbuf {
 struct ibuf	*libimsg__ibuf_alloc(size_t, size_t);
 void		 libimsg__ibuf_release(struct ibuf *);
 struct mblock	*libimsg__mblock_new(void);
-int		 libimsg__mblock_restart(struct mblock *);
+int		 libimsg__mblock_restart(struct mblock *, uint32_t);
 struct ibuf	*libimsg__mblock_carve(struct mblock **, size_t);
 void		 libimsg__mblock_retire(struct mblock *);
 

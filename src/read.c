@@ -294,21 +294,54 @@ rblk_move_tail(struct msgbuf *m, struct mblock *blk)
 }
 
 /*
+ * The message being filled in place keeps its block from starting over,
+ * and a reader that frees every message it gets would then walk through
+ * the whole block and out of the cache.  When it is the only message
+ * left in the block, move what it has so far to the start instead: a
+ * copy of part of one message buys reads into warm memory.
+ */
+static void
+rblk_compact(struct msgbuf *m)
+{
+	unsigned char *data = mblock_data(m->rblk);
+	struct ibuf *msg = m->rmsg;
+	size_t off = (size_t)(msg->buf - data), have = msg->wpos;
+	size_t len = msg->max;
+	int fd = msg->fd;
+
+	if (off == 0 || !libimsg__mblock_restart(m->rblk, 1))
+		return;
+	/* The old box lies above the message: the move cannot reach it. */
+	memmove(data, msg->buf, have);
+	libimsg__wipe(data + (off > have ? off : have),
+	    off > have ? have : off);
+	m->rhead = m->rlen = have;
+	m->rtop = m->rblk->size;
+	/* Made again at the top, with what the old one held. */
+	msg = inplace_at(m, 0, len);
+	msg->wpos = have;
+	msg->fd = fd;
+	m->rmsg = msg;
+}
+
+/*
  * Make room to read into.  A block whose messages are all gone starts
  * over: a reader that frees what it gets before reading again reads
  * into the same memory every time.  A block with messages still out and
  * too little room left for a useful read is retired for a fresh one.
  * The bytes of a message being filled in place must follow it where it
- * is; its room was set aside when it began.
+ * is (its room was set aside when it began), unless it can move.
  */
 static int
 rblk_prepare(struct msgbuf *m)
 {
 	struct mblock *blk;
 
-	if (rmsg_inplace(m))
+	if (rmsg_inplace(m)) {
+		rblk_compact(m);
 		return 0;
-	if (m->rblk != NULL && libimsg__mblock_restart(m->rblk)) {
+	}
+	if (m->rblk != NULL && libimsg__mblock_restart(m->rblk, 0)) {
 		if (m->rhead == m->rlen) {
 			m->rhead = m->rlen = 0;
 			m->rtop = m->rblk->size;
