@@ -2991,6 +2991,122 @@ descriptors_of_in_place_messages_claimed_after_later_reads(void)
 	plan_free(&p);
 }
 
+/* Send n bytes with descriptor fd attached to the first. */
+static void
+send_with_fd(int sock, const void *p, size_t n, int fd)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cbuf;
+	struct msghdr msg;
+	struct iovec iov = { (void *)(uintptr_t)p, n };
+	struct cmsghdr *cm;
+
+	memset(&msg, 0, sizeof(msg));
+	memset(&cbuf, 0, sizeof(cbuf));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf.buf;
+	msg.msg_controllen = sizeof(cbuf.buf);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(fd));
+	if (sendmsg(sock, &msg, 0) != (ssize_t)n)
+		die("sendmsg");
+}
+
+/*
+ * A message being filled in place that is the only one left in its
+ * block moves, with what it has so far, to the start of the block, so a
+ * reader that frees everything keeps reading into the same memory.  One
+ * that shares the block with a held message stays where it is.  Either
+ * way it arrives whole, and keeps its descriptor: the sender passes one
+ * with it here.  Three small messages come first, in the same read as
+ * its beginning; the first of them lies at the start of the block, and
+ * shows where that is.
+ */
+static void
+move_one(int hold)
+{
+	struct imsgbuf ib;
+	struct imsg kept[3], m;
+	unsigned char *s, *start = NULL;
+	uint32_t size[4] = { 48, 64, 32, 40000 }, got = 0, i;
+	size_t len, at, piece;
+	int sv[2], fd, k;
+
+	s = raw_stream(size, 0, 4, &len);
+	at = len - HDR - size[3];
+	/* Mark the long message: it carries a descriptor. */
+	s[at + 7] |= 0x80;
+	pair(sv);
+	ib_open(&ib, sv[0], BIG_MAX, 1);
+	/*
+	 * The small ones and the first quarter of the long one in one send,
+	 * the descriptor with it: the long one begins behind them.
+	 */
+	piece = (len - at) / 4;
+	fd = open("/dev/null", O_RDONLY);
+	send_with_fd(sv[1], s, at + piece, fd);
+	close(fd);
+	if (read_pending(&ib) == -1)
+		goto out;
+	take_all(&ib, kept, &got, 3);
+	CHECK_UINT(got, ==, 3);
+	CHECK_INT(imsgbuf_get(&ib, &m), ==, 0);
+	if (got < 3 || !in_place(&kept[0]))
+		FAILF("the first messages were not delivered in place");
+	else
+		start = kept[0].buf->buf;
+	for (i = hold; i < got; i++) {
+		check_held("small message", &kept[i], i, size[i], RAW_PID);
+		imsg_free(&kept[i]);
+	}
+	for (k = 1; k < 4 && h_case_failed == 0; k++) {
+		write_all(sv[1], s + at + k * piece,
+		    k == 3 ? len - at - 3 * piece : piece);
+		if (read_pending(&ib) == -1)
+			break;
+		if (k < 3)
+			CHECK_INT(imsgbuf_get(&ib, &m), ==, 0);
+	}
+	if (h_case_failed == 0 && imsgbuf_get(&ib, &m) == 1) {
+		CHECK_UINT(m.hdr.len, ==, HDR + size[3]);
+		check_held("long message", &m, 3, size[3], RAW_PID);
+		CHECK(in_place(&m));
+		if (hold)
+			CHECK_PTR(m.buf->buf, !=, start);
+		else
+			CHECK_PTR(m.buf->buf, ==, start);
+		fd = imsg_get_fd(&m);
+		CHECK_INT(fd, >=, 0);
+		if (fd >= 0)
+			close(fd);
+		imsg_free(&m);
+	} else if (h_case_failed == 0)
+		FAILF("the long message did not arrive");
+	if (hold) {
+		check_held("held message", &kept[0], 0, size[0], RAW_PID);
+		imsg_free(&kept[0]);
+	}
+out:
+	imsgbuf_clear(&ib);
+	close(sv[0]);
+	close(sv[1]);
+	free(s);
+}
+
+static void
+message_being_filled_alone_in_its_block_moves_to_its_start(void)
+{
+	move_one(0);
+	if (h_case_failed == 0)
+		move_one(1);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -3028,5 +3144,6 @@ main(int argc, char *argv[])
 	CASE(one_held_message_per_block_retires_blocks_until_freed);
 	CASE(imsg_free_wipes_bytes_in_place_and_in_copy_block);
 	CASE(descriptors_of_in_place_messages_claimed_after_later_reads);
+	CASE(message_being_filled_alone_in_its_block_moves_to_its_start);
 	return h_done();
 }
