@@ -25,14 +25,24 @@ links_shared()
 		needed "$1"
 		return 1
 	}
-	if command -v ldd >/dev/null 2>&1; then
-		LD_LIBRARY_PATH=$D_LIBDIR ldd "$1" |
-		    grep -F "$D_LIBDIR/libimsg.so.$SOVERSION" || {
-			echo "ldd does not resolve libimsg from $D_LIBDIR:"
-			LD_LIBRARY_PATH=$D_LIBDIR ldd "$1"
-			return 1
-		}
-	fi
+	LD_LIBRARY_PATH=$D_LIBDIR list_loaded "$1" |
+	    grep -F "$D_LIBDIR/libimsg.so.$SOVERSION" || {
+		echo "the loader does not resolve libimsg from $D_LIBDIR:"
+		LD_LIBRARY_PATH=$D_LIBDIR list_loaded "$1"
+		return 1
+	}
+}
+
+# list_loaded PROGRAM: the shared libraries its loader would load.  A
+# musl program needs musl's loader; glibc's ldd cannot read it.
+list_loaded()
+{
+	_interp=$(readelf -l "$1" 2>/dev/null |
+	    sed -n 's/.*program interpreter: \(.*\)]/\1/p')
+	case $_interp in
+	*ld-musl-*)	"$_interp" --list "$1" ;;
+	*)		ldd "$1" ;;
+	esac
 }
 
 # links_static PROGRAM: libimsg is linked in, not loaded.

@@ -114,13 +114,21 @@ link_probe()
 	    -I"$D_INCLUDEDIR" -L"$D_LIBDIR" $lib ${3:+"$3"}
 }
 
+# musl has no <sys/queue.h>; <imsg.h> does not need one.
+if printf '#include <sys/queue.h>\n' | $CC -E -x c - >/dev/null 2>&1; then
+	QUEUE_H='#include <sys/queue.h>'
+else
+	QUEUE_H=
+fi
+
 # The probe as configure scripts write it: the headers in the order the
-# man page asks for, and a use the compiler cannot optimise away.
+# man page asks for (without <sys/queue.h> where the system has none), and
+# a use the compiler cannot optimise away.
 write_header_probe()
 {
 	cat >"$PROBES/$1.c" <<EOF
 #include <sys/types.h>
-#include <sys/queue.h>
+$QUEUE_H
 #include <imsg.h>
 
 int
@@ -287,7 +295,11 @@ done
 
 check "<imsg.h> alone compiles as C99 (-std=c99 -pedantic-errors)" \
     header_alone "$CC" c c99
-check "<imsg.h> and <sys/queue.h> in either order" header_with_queue
+if [ -n "$QUEUE_H" ]; then
+	check "<imsg.h> and <sys/queue.h> in either order" header_with_queue
+else
+	pass "<imsg.h> and <sys/queue.h> in either order # SKIP no <sys/queue.h>"
+fi
 if CXX_CMD=$(find_cxx); then
 	check "<imsg.h> alone compiles as C++ ($CXX_CMD -x c++)" \
 	    header_alone "$CXX_CMD" c++ c++11

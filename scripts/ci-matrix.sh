@@ -6,7 +6,8 @@
 # usage: scripts/ci-matrix.sh [-j jobs] [-o dir] [config ...]
 #
 # A config is COMPILER:MODE with MODE one of plain, asan, valgrind, for
-# example "gcc:valgrind"; the default is all six.  Build directories go
+# example "gcc:valgrind"; the default is gcc and clang in all three modes,
+# and musl-gcc:plain.  Build directories go
 # to dir/COMPILER-MODE (default build-ci/ in the source tree, which git
 # ignores) and are reused, so a second run only rebuilds what changed.
 #
@@ -42,7 +43,7 @@ while getopts j:o: opt; do
 	esac
 done
 shift $((OPTIND - 1))
-configs=${*:-gcc:plain gcc:asan gcc:valgrind clang:plain clang:asan clang:valgrind}
+configs=${*:-gcc:plain gcc:asan gcc:valgrind clang:plain clang:asan clang:valgrind musl-gcc:plain}
 
 mkdir -p "$out" || exit 1
 out=$(cd "$out" && pwd)

@@ -15,13 +15,14 @@
 #   pkg-config       the install test builds a consumer through it
 #   mandoc           lints the man pages
 #   valgrind         the memcheck pass
+#   musl-tools       musl-gcc: CI builds and tests against musl too
 
 set -eu
 
 # command:the Debian package that provides it
 TOOLS="cmake:cmake make:make gcc:gcc g++:g++ clang:clang
     pkg-config:pkg-config mandoc:mandoc valgrind:valgrind nm:binutils
-    readelf:binutils"
+    readelf:binutils musl-gcc:musl-tools"
 
 # Prints the packages of TOOLS whose command is missing, once each.
 missing_tools()

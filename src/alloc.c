@@ -23,7 +23,7 @@
 /*
  * Storage kept per class: one read can turn 64 KiB into 4096 messages,
  * all freed before the next read, so a class keeps up to 256 KiB (at
- * least 4 boxes).  Large boxes (above 64 KiB) are kept two at a time.
+ * least 4 boxes).  Large boxes (above 64 KiB): up to 8, and 8 MiB.
  */
 #define CLASS_KEEP_BYTES	(256 * 1024)
 #define CLASS_KEEP_MIN		4
@@ -70,6 +70,15 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static int cache_key_ok;
 
 static void	mblock_recycle(struct mblock *);
+
+/*
+ * A thread's frees are counted with their block when it frees from
+ * another block, when the reader looks at the block, when a queue it
+ * pops runs dry, after PENDING_MAX of them, and when the thread exits.
+ * A worker that takes messages from a reader's thread thus hands their
+ * block back in time for the reader to start it over.
+ */
+#define PENDING_MAX		1024
 
 /* Subtract the frees this thread owes the block it freed from last. */
 static void
@@ -249,7 +258,8 @@ libimsg__ibuf_release(struct ibuf *b)
 	if (box->flags & IBUF_BOX_BLOCK) {
 		blk = box->blk;
 		if (cache.pblk == blk) {
-			cache.pfree++;
+			if (++cache.pfree >= PENDING_MAX)
+				pending_flush();
 			return;
 		}
 		/* Without the thread-exit flush, nothing may be owed. */
@@ -303,6 +313,14 @@ mblock_recycle(struct mblock *blk)
 		}
 	}
 	free(blk);
+}
+
+/* Count this thread's frees with their block now. */
+void
+libimsg__mblock_settle(void)
+{
+	if (cache.pblk != NULL)
+		pending_flush();
 }
 
 /* The reader carves no more from blk; it goes once its messages have. */

@@ -46,6 +46,7 @@ ibufq_flush(struct ibufqueue *q)
 
 	while ((b = libimsg__q_pop(q)) != NULL)
 		ibuf_free(b);
+	libimsg__mblock_settle();
 }
 
 void
@@ -68,7 +69,15 @@ ibufq_push(struct ibufqueue *q, struct ibuf *b)
 struct ibuf *
 ibufq_pop(struct ibufqueue *q)
 {
-	return libimsg__q_pop(q);
+	struct ibuf *b;
+
+	/*
+	 * A worker fed through a queue has freed what it took when the
+	 * queue runs dry: count that with the reader's blocks now.
+	 */
+	if ((b = libimsg__q_pop(q)) == NULL)
+		libimsg__mblock_settle();
+	return b;
 }
 
 uint32_t

@@ -51,6 +51,13 @@
  * allocated inline, right after the box, so an ibuf costs one malloc.
  * Views (IBUF_FD_VIEW) are never boxes: they live in the caller's memory.
  */
+/*
+ * Boxes and block headers are 16-aligned, so inline storage, the stream
+ * in a block and the boxes stacked in it stay 16-aligned on 32-bit
+ * systems too (the library needs GCC or clang for its atomics anyway).
+ */
+#define LIBIMSG_ALIGN16	__attribute__((aligned(16)))
+
 struct ibuf_box {
 	size_t		 cap;		/* bytes of storage at ib.buf */
 	size_t		 icap;		/* bytes of inline storage */
@@ -59,11 +66,7 @@ struct ibuf_box {
 	uint16_t	 nmsg;		/* batch: messages not yet fully sent */
 	uint16_t	 flags;
 	struct ibuf	 ib;
-};
-/* Inline storage and boxes stacked in a block must stay 16-aligned. */
-typedef char libimsg__box_size_check[sizeof(struct ibuf_box) % 16 == 0 ?
-    1 : -1];
-
+} LIBIMSG_ALIGN16;
 #define IBUF_BOX_BATCH		0x01
 #define IBUF_BOX_BLOCK		0x02	/* box lives in an mblock */
 #define IBUF_BOX_INPLACE	0x04	/* buf points into the block's stream */
@@ -84,19 +87,19 @@ typedef char libimsg__box_size_check[sizeof(struct ibuf_box) % 16 == 0 ?
  * A block goes back to the cache when the reader has retired it and
  * every message carved from it has been freed.  Messages may be freed on
  * another thread (imsg_ibufq_push hands them over), so that count is
- * atomic; but only frees touch it, one atomic step each.  Carving just
- * counts in carved, which the reader alone uses, and retiring adds carved
- * to refs: refs then reaches 0 exactly when the last message goes.
- * Before that refs is minus the number of messages freed so far, and the
- * reader may start the block over when refs == -carved.
+ * atomic; but only frees touch it.  Carving just counts in carved, which
+ * the reader alone uses, and retiring adds carved to refs: refs then
+ * reaches 0 when the last message has gone and been counted.  Before that
+ * refs is minus the number of messages freed and counted so far, and the
+ * reader may start the block over when refs == -carved.  A thread counts
+ * its frees from one block together, in one atomic step (alloc.c).
  */
 struct mblock {
 	int32_t		 refs;		/* atomic; see above */
 	uint32_t	 carved;	/* messages carved (reader only) */
 	size_t		 used;		/* copy block: bytes carved so far */
 	size_t		 size;		/* bytes of storage after the header */
-	size_t		 pad2;		/* keeps the storage 16-aligned */
-};
+} LIBIMSG_ALIGN16;
 #define MBLOCK_SIZE		(512 * 1024)
 /* Largest message carved from a copy block; larger ones get a box each. */
 #define MBLOCK_MAXMSG		4096
@@ -161,13 +164,16 @@ struct msgbuf {
 	/*
 	 * Read side; readhdr is NULL for a write-only msgbuf.  The stream
 	 * is read into rblk at rlen.  Bytes before rhead belong to messages
-	 * (or were wiped once copied out); rhead..rlen is a header not yet
-	 * whole.  Boxes of messages delivered in place sit from rtop up.
+	 * (or were wiped once copied out); rhead..rlen is what the last read
+	 * left unparsed: a header not yet whole, or a small imsg not yet
+	 * whole, of rwait bytes, whose header passed the limit.  Boxes of
+	 * messages delivered in place sit from rtop up.
 	 */
 	struct mblock		*rblk;
 	size_t			 rhead;
 	size_t			 rlen;
 	size_t			 rtop;
+	uint32_t		 rwait;
 	struct ibuf		*rmsg;		/* message being filled */
 	struct ibuf		*(*readhdr)(struct ibuf *, void *, int *);
 	void			*rarg;
@@ -187,6 +193,7 @@ struct mblock	*libimsg__mblock_new(void);
 int		 libimsg__mblock_restart(struct mblock *, uint32_t);
 struct ibuf	*libimsg__mblock_carve(struct mblock **, size_t);
 void		 libimsg__mblock_retire(struct mblock *);
+void		 libimsg__mblock_settle(void);
 
 /* ibuf.c */
 void		*libimsg__ibuf_reserve_raw(struct ibuf *, size_t);
@@ -229,6 +236,8 @@ libimsg__q_pop(struct ibufqueue *q)
 /* read.c */
 struct ibuf	*libimsg__read_inplace(struct msgbuf *, const struct ibuf *,
 		    size_t);
+int		 libimsg__read_checked(const struct msgbuf *, const struct ibuf *,
+		    uint32_t);
 
 /* msgbuf.c */
 void		*libimsg__msgbuf_batch_new(struct msgbuf *, size_t);

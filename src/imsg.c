@@ -29,7 +29,8 @@ imsg_parse_hdr(struct ibuf *buf, void *arg, int *fd)
 	/* The reader hands over exactly IMSG_HEADER_SIZE bytes. */
 	memcpy(&hdr, ibuf_data(buf), sizeof(hdr));
 	len = hdr.len & ~IMSG_FD_MARK;
-	if (len < IMSG_HEADER_SIZE || len > ib->maxsize) {
+	if (len < IMSG_HEADER_SIZE || (len > ib->maxsize &&
+	    !libimsg__read_checked(ib->w, buf, len))) {
 		errno = ERANGE;
 		return NULL;
 	}
@@ -157,8 +158,8 @@ imsg_from_ibuf(struct ibuf *b, struct imsg *imsg)
 		return -1;
 	}
 	/*
-	 * Field by field, not through a struct on the stack: a whole-struct
-	 * load right after a narrower store to it stalls the CPU.
+	 * Straight into *imsg, not through a struct on the stack: reloading
+	 * that whole right after the narrower store of len stalls the CPU.
 	 */
 	memcpy(&imsg->hdr, b->buf + b->rpos, sizeof(imsg->hdr));
 	len = imsg->hdr.len & ~IMSG_FD_MARK;

@@ -70,6 +70,7 @@ msgbuf_clear(struct msgbuf *m)
 		m->rblk = NULL;
 	}
 	m->rhead = m->rlen = m->rtop = 0;
+	m->rwait = 0;
 	m->rerr = 0;
 	libimsg__mblock_retire(m->cblk);
 	m->cblk = NULL;

@@ -6,9 +6,10 @@
  * An imsg that lies whole and 16-aligned in the block is handed out
  * where the kernel put it (libimsg__read_inplace).  Any other message is
  * copied out, and the bytes it came from are wiped at once, so the block
- * never keeps a copy of a message behind its back.  A message that is
- * not yet whole is read straight into its own buffer when it has one:
- * a large message is copied once, by the kernel.
+ * never keeps a copy of a message behind its back.  A small imsg not yet
+ * whole waits unparsed for the next read; a larger one is filled in
+ * place, or read straight into its own buffer: a large message is
+ * copied once, by the kernel.
  */
 #define _GNU_SOURCE
 #include <sys/types.h>
@@ -34,7 +35,7 @@
 struct fdoffer {
 	int		 fd;		/* this read's descriptor, or -1 */
 	struct ibuf	*holder;	/* message that took it, or NULL */
-	int		 pend;		/* descriptor for the header at 0 */
+	int		 pend;		/* descriptor for the header kept */
 };
 
 /* Call the header callback, offering it the descriptor it may own. */
@@ -67,11 +68,12 @@ parse_header(struct msgbuf *m, struct ibuf *hdr, int fresh,
 }
 
 /*
- * Release the descriptors nobody owns.  cut is the offset of a header
- * left incomplete in the block, or -1; kept is where a header kept from
- * the last read began.  A descriptor that came with the cut header
- * (this read's, or one still waiting because the header is not whole
- * yet) waits for it; no header wants more than one.
+ * Release the descriptors nobody owns.  cut is the offset of what this
+ * read leaves unparsed in the block (a header not yet whole, or a small
+ * unmarked imsg not yet whole), or -1; kept is where what the last read
+ * left began.  A descriptor that came with the cut header (this read's,
+ * or one still waiting because the header is not whole yet) waits for
+ * it; no header wants more than one.
  */
 static void
 settle_fds(struct msgbuf *m, struct fdoffer *fo, size_t kept, size_t rstart,
@@ -143,6 +145,19 @@ inplace_at(struct msgbuf *m, size_t off, size_t len)
 	    data + off, len, len, len);
 }
 
+/*
+ * Did the header hdr pass the limit when it arrived, as the imsg of len
+ * bytes the last read left waiting?  The limit applies to a header when
+ * it arrives, even if it changes before its message is whole.
+ */
+int
+libimsg__read_checked(const struct msgbuf *m, const struct ibuf *hdr,
+    uint32_t len)
+{
+	return m->rblk != NULL && m->rwait == len &&
+	    hdr->buf == mblock_data(m->rblk) + m->rhead;
+}
+
 /* The same for the header callback, which sees the header hdr. */
 struct ibuf *
 libimsg__read_inplace(struct msgbuf *m, const struct ibuf *hdr, size_t len)
@@ -176,10 +191,15 @@ imsg_fast(struct msgbuf *m, size_t off, size_t *lenp)
 	memcpy(&len, mblock_data(m->rblk) + off +
 	    offsetof(struct imsg_hdr, len), sizeof(len));
 	/* The limit never has the mark bit set: marked ones fail here. */
-	if (len < IMSG_HEADER_SIZE || len > m->imsgbuf->maxsize)
+	if (len < IMSG_HEADER_SIZE || (len > m->imsgbuf->maxsize &&
+	    (off != m->rhead || len != m->rwait)))
 		return IMSG_SLOW;
-	if (len > m->rlen - off)
-		return len <= MSGBUF_WAIT_MAX ? IMSG_WAIT : IMSG_SLOW;
+	if (len > m->rlen - off) {
+		if (len > MSGBUF_WAIT_MAX)
+			return IMSG_SLOW;
+		*lenp = len;
+		return IMSG_WAIT;
+	}
 	if ((msg = inplace_at(m, off, len)) == NULL)
 		return IMSG_SLOW;
 	msg->wpos = len;
@@ -200,6 +220,7 @@ process(struct msgbuf *m, size_t rstart, int fd)
 	struct ibuf hdr, *msg;
 	unsigned char *data = mblock_data(m->rblk), *src;
 	size_t kept = m->rhead, off = m->rhead, left, n;
+	uint32_t wait = 0;
 	int r, saved_errno;
 
 	fo.fd = fd;
@@ -213,8 +234,10 @@ process(struct msgbuf *m, size_t rstart, int fd)
 				break;
 			if (m->imsgbuf != NULL) {
 				r = imsg_fast(m, off, &n);
-				if (r == IMSG_WAIT)
+				if (r == IMSG_WAIT) {
+					wait = (uint32_t)n;
 					break;
+				}
 				if (r == IMSG_DONE) {
 					off += n;
 					continue;
@@ -264,6 +287,7 @@ process(struct msgbuf *m, size_t rstart, int fd)
 	}
 	settle_fds(m, &fo, kept, rstart, off < m->rlen ? (ssize_t)off : -1);
 	m->rhead = off;
+	m->rwait = wait;
 	return 1;
 
 fail:
@@ -272,6 +296,7 @@ fail:
 	/* Nothing more is read from this stream: drop what is left of it. */
 	libimsg__wipe(data + off, m->rlen - off);
 	m->rhead = m->rlen = off;
+	m->rwait = 0;
 	errno = saved_errno;
 	return -1;
 }

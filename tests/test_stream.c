@@ -682,6 +682,50 @@ len_above_maxsize_is_erange(void)
 	raw_free(&r);
 }
 
+/*
+ * The limit applies to a header when it arrives.  A message whose header
+ * came before imsgbuf_set_maxsize lowered the limit is delivered whole,
+ * even though the rest of it comes after; the next header over the new
+ * limit fails.  Once for a small message (which the reader may leave
+ * unparsed until it is whole) and once for a 20000-byte one.
+ */
+static void
+limit_lowered_after_a_header_spares_its_message(void)
+{
+	static const size_t sizes[] = { 100, 20000 };
+	struct chan c;
+	struct raw r = { NULL, 0, 0 };
+	struct want w[2];
+	struct imsg m;
+	size_t i, cut;
+
+	for (i = 0; i < 2; i++) {
+		chan_open(&c, 0);
+		CHECK_INT(imsgbuf_set_maxsize(&c.b, 30000), ==, 0);
+		set_nonblock(c.sv[1]);
+		w[0] = want_msg(1, sizes[i]);
+		w[1] = want_msg(2, sizes[i]);
+		r.len = 0;
+		raw_msg(&r, &w[0]);
+		raw_msg(&r, &w[1]);
+		cut = 16 + sizes[i] / 2;
+		write_all(c.sv[0], r.p, cut);
+		CHECK_INT(wait_readable(c.sv[1], 5000), ==, 1);
+		CHECK_INT(imsgbuf_read(&c.b), ==, 1);
+		CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
+		CHECK_INT(imsgbuf_set_maxsize(&c.b, 50), ==, 0);
+		write_all(c.sv[0], r.p + cut, r.len - cut);
+		CHECK_INT(wait_readable(c.sv[1], 5000), ==, 1);
+		CHECK_FAIL(imsgbuf_read(&c.b), -1, ERANGE);
+		CHECK_INT(imsgbuf_get(&c.b, &m), ==, 1);
+		CHECK_MSG(&m, &w[0]);
+		msg_free(&m);
+		CHECK_INT(imsgbuf_get(&c.b, &m), ==, 0);
+		chan_close(&c);
+	}
+	raw_free(&r);
+}
+
 static void
 messages_before_bad_header_are_delivered_once_and_error_sticks(void)
 {
@@ -1396,6 +1440,7 @@ main(void)
 	RUN(eof_mid_message_gives_0_and_no_message);
 	RUN(len_below_header_size_is_erange);
 	RUN(len_above_maxsize_is_erange);
+	RUN(limit_lowered_after_a_header_spares_its_message);
 	RUN(messages_before_bad_header_are_delivered_once_and_error_sticks);
 	RUN(bad_header_in_a_later_read_fails_and_sticks);
 	RUN(fd_on_unmarked_message_is_closed);
