@@ -83,6 +83,7 @@
 #define WIRE_FD_MARK	0x80000000U
 #define SINGLE_COUNT	200000		/* messages in -1 mode */
 #define SINGLE_BATCH	512		/* 40 KiB: fits the socket */
+#define SINGLE_BATCH_MAX 800		/* 64 KiB: what a read takes */
 
 /*
  * Allocation counting.  Defining malloc and friends in the executable
@@ -1577,7 +1578,7 @@ print_table(struct summary *sums, int reps)
 
 static void NOINLINE
 single_loop(struct imsgbuf *w, struct imsgbuf *r, const struct bcase *c,
-    uint64_t n)
+    uint64_t n, unsigned int batch)
 {
 	struct imsg imsg;
 	uint64_t sent = 0, got = 0;
@@ -1585,7 +1586,7 @@ single_loop(struct imsgbuf *w, struct imsgbuf *r, const struct bcase *c,
 	int g;
 
 	while (got < n) {
-		for (k = 0; k < SINGLE_BATCH && sent < n; k++)
+		for (k = 0; k < batch && sent < n; k++)
 			imsg_put(w, c, sent++, -1);
 		do {
 			if (imsgbuf_queuelen(w) > 0 && imsgbuf_write(w) == -1)
@@ -1607,7 +1608,7 @@ single_loop(struct imsgbuf *w, struct imsgbuf *r, const struct bcase *c,
 }
 
 static void
-single_mode(struct bcase *c, uint64_t n)
+single_mode(struct bcase *c, uint64_t n, unsigned int batch)
 {
 	struct imsgbuf w, r;
 	uint64_t a0, a1;
@@ -1623,7 +1624,7 @@ single_mode(struct bcase *c, uint64_t n)
 	imsg_setup(&r, c, sv[1]);
 	a0 = alloc_count();
 	t0 = now();
-	single_loop(&w, &r, c, n);
+	single_loop(&w, &r, c, n, batch);
 	t1 = now();
 	a1 = alloc_count();
 	imsgbuf_clear(&w);
@@ -1631,8 +1632,9 @@ single_mode(struct bcase *c, uint64_t n)
 	close(sv[0]);
 	close(sv[1]);
 	printf("single process: %llu messages of %zu-byte payload (%zu B "
-	    "framed), composed, written, read, got, checked and freed\n",
-	    (unsigned long long)n, c->paylen, c->paylen + IMSG_HEADER_SIZE);
+	    "framed), composed %u at a time, written, read, got, checked "
+	    "and freed\n", (unsigned long long)n, c->paylen,
+	    c->paylen + IMSG_HEADER_SIZE, batch);
 	printf("messages: %llu\n", (unsigned long long)n);
 	printf("time: %.3f s, %.0f ns/message (meaningless under valgrind)\n",
 	    t1 - t0, (t1 - t0) * 1e9 / (double)n);
@@ -1717,13 +1719,14 @@ usage(void)
 	size_t i;
 
 	fprintf(stderr,
-	    "usage: imsgbench [-a1] [-c case[,case...]] [-n divisor] "
-	    "[-r reps]\n"
+	    "usage: imsgbench [-a1] [-b batch] [-c case[,case...]] "
+	    "[-n divisor] [-r reps]\n"
 	    "  -c  run only these cases (number or name)\n"
 	    "  -r  repetitions, the median is reported (default 3)\n"
 	    "  -n  divide every message count by this (quick runs)\n"
 	    "  -a  print allocator calls per message by kind\n"
 	    "  -1  single process, 64-byte messages, for callgrind\n"
+	    "  -b  with -1: messages composed per write (default 512)\n"
 	    "cases:\n");
 	for (i = 0; i < NCASES; i++)
 		fprintf(stderr, "  %-3s %-9s %s\n", cases[i].num,
@@ -1760,14 +1763,20 @@ main(int argc, char *argv[])
 	double scale = 1.0, t0;
 	uint64_t n;
 	int want[NCASES], any = 0, reps = 3, single = 0, ch, bad = 0;
+	long batch = SINGLE_BATCH;
 	size_t i;
 	char *end;
 
 	memset(want, 0, sizeof(want));
-	while ((ch = getopt(argc, argv, "1ac:hn:r:")) != -1) {
+	while ((ch = getopt(argc, argv, "1ab:c:hn:r:")) != -1) {
 		switch (ch) {
 		case '1':
 			single = 1;
+			break;
+		case 'b':
+			batch = strtol(optarg, &end, 10);
+			if (*end != '\0' || batch < 1 || batch > SINGLE_BATCH_MAX)
+				usage();
 			break;
 		case 'a':
 			verbose_allocs = 1;
@@ -1803,7 +1812,7 @@ main(int argc, char *argv[])
 	}
 	if (single) {
 		n = (uint64_t)((double)SINGLE_COUNT / scale);
-		single_mode(&cases[1], n > 0 ? n : 1);
+		single_mode(&cases[1], n > 0 ? n : 1, (unsigned int)batch);
 		return 0;
 	}
 

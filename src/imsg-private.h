@@ -27,6 +27,8 @@
 
 /* Bytes the reader asks the kernel for at once, besides direct reads. */
 #define MSGBUF_READ_MAX		65536
+/* A read block is started over once the stream in it reaches this. */
+#define MSGBUF_RESTART_AT	32768
 /* Less free room than this in the read block: move to a fresh one. */
 #define MSGBUF_READ_MIN		16384
 /* Largest unfinished imsg left for the next read rather than begun. */

@@ -366,7 +366,14 @@ rblk_prepare(struct msgbuf *m)
 		rblk_compact(m);
 		return 0;
 	}
-	if (m->rblk != NULL && libimsg__mblock_restart(m->rblk, 0)) {
+	/*
+	 * Reads that bring little (a message at a time) go on where the
+	 * last one ended until they are some way in: the same few pages
+	 * either way, without a look at the block's count before each read.
+	 */
+	if (m->rblk != NULL && (m->rlen >= MSGBUF_RESTART_AT ||
+	    m->rtop - m->rlen < MSGBUF_READ_MIN) &&
+	    libimsg__mblock_restart(m->rblk, 0)) {
 		if (m->rhead == m->rlen) {
 			m->rhead = m->rlen = 0;
 			m->rtop = m->rblk->size;
