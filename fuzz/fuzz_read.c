@@ -13,6 +13,10 @@
  *      bit 4     start with imsg_get rather than imsgbuf_get (they alternate)
  *      bit 5     leave what is still queued at the end to imsgbuf_clear
  *      bit 6     hand messages through imsg_ibufq_push/imsg_ibufq_pop
+ *      bit 7     hold: keep every message fetched (after its checks)
+ *                instead of freeing it, until a chunk releases it; the
+ *                rest go after the receiver is cleared at the end.  Each
+ *                is checked again, bytes and all, before it is freed
  *   1  bit 0     forward messages to a second imsgbuf pair
  *      bit 1     fd passing on that pair
  *      bits 2-4  its limit, from the same table
@@ -27,13 +31,20 @@
  *                (which accessors, which way to forward)
  * then chunks, each starting with a control byte:
  *      bits 0-1  descriptors (of /dev/null) sent with the chunk: 0-2, 3 = 0
+ *                (none once FD_SENDS_MAX calls, fewer under a low
+ *                RLIMIT_NOFILE, carried some)
  *      bit 2     a built message instead of raw bytes
  *      bit 3     do not read after this chunk
  *      bits 4-5  then fetch all (0, 3), one (1) or no (2) messages
- *      bit 6     raw chunk: repeat one byte instead of taking input bytes
- *   raw:   u16 length (little-endian), then the bytes (or the fill byte)
- *   built: type, id, pid, u16 payload length, flags (see send_built)
- * The end of the input is the peer's EOF (shutdown).
+ *      bit 6     raw chunk: repeat one byte instead of taking input bytes;
+ *                built chunk: repeat instead the last raw or built chunk
+ *                that sent bytes
+ *      bit 7     then release held messages (see send_repeat, release)
+ *   raw:    u16 length (little-endian), then the bytes (or the fill byte)
+ *   built:  type, id, pid, u16 payload length, flags (see send_built)
+ *   repeat: u16 count of copies
+ * The end of the input is the peer's EOF (shutdown).  One input sends at
+ * most STREAM_MAX bytes: several read blocks, or 65536 tiny messages.
  *
  * Invariants: imsgbuf_read returns -1, 0 or 1, 0 only after EOF; the
  * first -1 is ERANGE, exactly when the stream holds a bad length (or the
@@ -42,13 +53,16 @@
  * the first bad header, in order, each once; a descriptor only comes with
  * a marked message, and from a well-behaved sender (every descriptor on
  * the first byte of a marked message, every marked message with one)
- * exactly with its own message; forwarded messages come back unchanged
- * and the write queue empties; no descriptor leaks.
+ * exactly with its own message; a message held or left queued keeps its
+ * bytes whatever is read and freed after it, even after the reader is
+ * cleared; forwarded messages come back unchanged and the write queue
+ * empties; no descriptor leaks.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -58,7 +72,9 @@
 
 #define FD_MARK		0x80000000U
 #define HDR		IMSG_HEADER_SIZE
-#define STREAM_MAX	(256U << 10)	/* bytes one input may send */
+#define STREAM_MAX	(1U << 20)	/* bytes one input may send */
+#define REPEAT_FD_MAX	1024		/* copies sent one by one, with fds */
+#define FD_SENDS_MAX	4096		/* calls with descriptors per input */
 
 static const uint32_t limits[8] = {
 	0, 0, 1, 16, 17, 100, 16384, 70000	/* [0] means "default" */
@@ -74,6 +90,13 @@ struct expmsg {
 struct fdmark {
 	size_t		 off;		/* first stream byte of the chunk */
 	int		 nfds;
+};
+
+/* A message fetched and checked, not yet freed. */
+struct held {
+	struct imsg	 imsg;
+	size_t		 idx;		/* in exp */
+	int		 fd;		/* it still has its descriptor */
 };
 
 struct fwdexp {
@@ -95,6 +118,14 @@ struct st {
 	int		 model_err;
 	struct fdmark	*marks;
 	size_t		 nmarks, capmarks;
+	size_t		 lastoff, lastlen;	/* the chunk to repeat, in s */
+	/*
+	 * Each call that carries descriptors may leave one open in a queued
+	 * or held message, and each forwarded one may wait in the second
+	 * pair's queue: past fdcap of either, descriptors are left out, so
+	 * no input runs out of them (EMFILE is not the library's fault).
+	 */
+	size_t		 fdsends, fwdfds, fdcap;
 
 	int		 sv[2];		/* sv[0]: raw writer, sv[1]: rx */
 	int		 pipe;		/* sv is a pipe */
@@ -113,6 +144,9 @@ struct st {
 	struct ibufqueue *q, *kq;	/* round trips; kept to the end */
 	size_t		*kept;		/* exp index of each message in kq */
 	size_t		 nkept;
+	int		 hold;
+	struct held	*held;
+	size_t		 nheld, capheld;
 
 	int		 fwd_on, fwd_fdpass, fwd_pipe;
 	int		 fw[2];
@@ -547,8 +581,10 @@ fwd_expect(struct st *st, const struct expmsg *e, pid_t pid, int fd)
 static int
 fwd_fd(struct st *st)
 {
-	if (rnd(st, 3) != 0 || (st->fwd_pipe && st->fwd_fdpass))
+	if (rnd(st, 3) != 0 || (st->fwd_pipe && st->fwd_fdpass) ||
+	    st->fwdfds >= st->fdcap)
 		return -1;
+	st->fwdfds++;
 	return fz_open_null();
 }
 
@@ -724,6 +760,7 @@ fwd_pump(struct st *st, int useflush)
 		else
 			idle = 0;
 	}
+	st->fwdfds = 0;
 }
 
 static void
@@ -789,7 +826,70 @@ check_msg(struct st *st, struct imsg *imsg, ssize_t n, int via_imsg_get)
 			fwd_pump(st, st->fpending < 16384 &&
 			    st->nfexp - st->nfgot < 32 && rnd(st, 2));
 	}
+	if (st->hold) {
+		st->held = grow(st->held, &st->capheld, st->nheld + 1,
+		    sizeof(*st->held));
+		st->held[st->nheld].imsg = *imsg;
+		st->held[st->nheld].idx = st->ndelivered - 1;
+		st->held[st->nheld++].fd = ibuf_fd_avail(imsg->buf);
+		return;
+	}
 	imsg_free(imsg);
+}
+
+/*
+ * Free held messages: all of them, or (if !all, one time in three) a
+ * random number; in order, in reverse or shuffled.  Whatever reads and
+ * frees happened meanwhile, each must still hold its own bytes.
+ */
+static void
+release(struct st *st, int all)
+{
+	struct held *h, t;
+	struct expmsg *e;
+	size_t i, j, n = st->nheld, plen, left;
+
+	if (!all && rnd(st, 3) == 0)
+		n = rnd(st, n + 1);
+	switch (rnd(st, 3)) {
+	case 0:
+		break;
+	case 1:
+		for (i = 0, j = st->nheld; i + 1 < j; i++, j--) {
+			t = st->held[i];
+			st->held[i] = st->held[j - 1];
+			st->held[j - 1] = t;
+		}
+		break;
+	default:
+		for (i = 0; i < n; i++) {
+			j = i + rnd(st, st->nheld - i);
+			t = st->held[i];
+			st->held[i] = st->held[j];
+			st->held[j] = t;
+		}
+		break;
+	}
+	for (i = 0; i < n; i++) {
+		h = &st->held[i];
+		e = &st->exp[h->idx];
+		plen = e->len - HDR;
+		CHECK(h->imsg.hdr.type == e->type && h->imsg.hdr.len == e->len);
+		CHECK(h->imsg.hdr.peerid == e->id && h->imsg.hdr.pid == e->pid);
+		CHECK(plen == 0 ? h->imsg.data == NULL :
+		    memcmp(h->imsg.data, payload(st, e->off + HDR), plen) == 0);
+		/* The accessors may have read some of it. */
+		left = ibuf_size(h->imsg.buf);
+		CHECK(left <= plen);
+		CHECK(same(h->imsg.buf, payload(st, e->off + HDR + plen - left),
+		    left));
+		CHECK(ibuf_fd_avail(h->imsg.buf) == h->fd);
+		imsg_free(&h->imsg);
+	}
+	if (n > 0)
+		memmove(st->held, st->held + n,
+		    (st->nheld - n) * sizeof(*st->held));
+	st->nheld -= n;
 }
 
 /* Fetch up to max messages (-1: all), alternating the two calls. */
@@ -845,8 +945,10 @@ send_bytes(struct st *st, const unsigned char *p, size_t len, int nfds)
 
 	if (len == 0)
 		return;
-	if (st->pipe)
+	if (st->pipe || st->fdsends >= st->fdcap)
 		nfds = 0;
+	if (nfds > 0)
+		st->fdsends++;
 	st->s = grow(st->s, &st->scap, st->slen + len, 1);
 	memcpy(st->s + st->slen, p, len);
 	if (nfds > 0) {
@@ -941,6 +1043,10 @@ send_built(struct st *st, int nfds)
 	if (plen > STREAM_MAX)
 		plen = STREAM_MAX;
 	total = budget(st, HDR + plen);
+	if (total > 0) {
+		st->lastoff = st->slen;
+		st->lastlen = total;
+	}
 	CHECK((m = malloc(HDR + plen)) != NULL);
 	memcpy(m, &h, HDR);
 	avail = (flags & 0x02) ? 0 : st->in.len - st->in.pos;
@@ -967,15 +1073,60 @@ send_rawchunk(struct st *st, uint8_t ctl, int nfds)
 		len = budget(st, len);
 		CHECK((p = malloc(len > 0 ? len : 1)) != NULL);
 		memset(p, fz_u8(&st->in), len);
+	} else {
+		if (len > st->in.len - st->in.pos)
+			len = st->in.len - st->in.pos;
+		len = budget(st, len);
+		p = NULL;
+	}
+	if (len > 0) {
+		st->lastoff = st->slen;
+		st->lastlen = len;
+	}
+	if (p != NULL) {
 		send_bytes(st, p, len, nfds);
 		free(p);
 		return;
 	}
-	if (len > st->in.len - st->in.pos)
-		len = st->in.len - st->in.pos;
-	len = budget(st, len);
 	send_bytes(st, st->in.p + st->in.pos, len, nfds);
 	st->in.pos += len;
+}
+
+/*
+ * Send the last raw or built chunk again, count times, as far as the
+ * budget goes: so a short input makes thousands of tiny messages in one
+ * read, or fills read blocks with any mix of lengths.  Without
+ * descriptors all copies go in one call; with them, each copy is a call
+ * of its own carrying them (at most REPEAT_FD_MAX copies), which keeps a
+ * well-behaved sender well-behaved.
+ */
+static void
+send_repeat(struct st *st, int nfds)
+{
+	size_t n = fz_u16(&st->in), unit = st->lastlen, total, i, k;
+	unsigned char *p;
+
+	if (unit == 0 || n == 0)
+		return;
+	if (n > STREAM_MAX / unit + 1)
+		n = STREAM_MAX / unit + 1;
+	if (nfds > 0 && !st->pipe && n > REPEAT_FD_MAX)
+		n = REPEAT_FD_MAX;
+	if ((total = budget(st, n * unit)) == 0)
+		return;
+	CHECK((p = malloc(total)) != NULL);
+	for (i = 0; i < total; i += k) {
+		k = total - i < unit ? total - i : unit;
+		memcpy(p + i, st->s + st->lastoff, k);
+	}
+	if (nfds == 0 || st->pipe)
+		send_bytes(st, p, total, 0);
+	else
+		for (i = 0; i < total; i += k) {
+			k = total - i < unit ? total - i : unit;
+			send_bytes(st, p + i, k, nfds);
+		}
+	free(p);
 }
 
 /*
@@ -1084,10 +1235,16 @@ static void
 setup(struct st *st, const uint8_t *data, size_t size)
 {
 	struct msgbuf *m;
+	struct rlimit rl;
 	uint8_t c0, c1;
 	int li;
 
 	memset(st, 0, sizeof(*st));
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	st->fdcap = FD_SENDS_MAX;
+	if (rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 4 < FD_SENDS_MAX + 64)
+		st->fdcap = rl.rlim_cur > 256 ? rl.rlim_cur / 4 - 64 : 0;
 	st->in.p = data;
 	st->in.len = size;
 	c0 = fz_u8(&st->in);
@@ -1123,6 +1280,7 @@ setup(struct st *st, const uint8_t *data, size_t size)
 	st->alt = (c0 >> 4) & 1;
 	st->leave = (c0 >> 5) & 1;
 	st->use_q = (c0 >> 6) & 1;
+	st->hold = (c0 >> 7) & 1;
 	CHECK((st->q = ibufq_new()) != NULL);
 	CHECK((st->kq = ibufq_new()) != NULL);
 
@@ -1203,6 +1361,9 @@ finish(struct st *st)
 		CHECK(imsgbuf_queuelen(&st->rx) == 0);
 		imsgbuf_clear(&st->rx);
 	}
+	/* Held messages outlive their reader and its read block. */
+	release(st, 1);
+	CHECK(st->nheld == 0);
 
 	if (st->fwd_on) {
 		fwd_pump(st, 0);
@@ -1222,6 +1383,7 @@ finish(struct st *st)
 	free(st->marks);
 	free(st->fexp);
 	free(st->kept);
+	free(st->held);
 }
 
 int
@@ -1236,14 +1398,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (fz_more(&st.in) && st.slen < STREAM_MAX) {
 		ctl = fz_u8(&st.in);
 		nfds = (ctl & 3) == 3 ? 0 : ctl & 3;
-		if (ctl & 0x04)
+		if ((ctl & 0x44) == 0x44)
+			send_repeat(&st, nfds);
+		else if (ctl & 0x04)
 			send_built(&st, nfds);
 		else
 			send_rawchunk(&st, ctl, nfds);
-		if (ctl & 0x08)
-			continue;
-		rx_read(&st);
-		rx_drain(&st, drain[(ctl >> 4) & 3]);
+		if (!(ctl & 0x08)) {
+			rx_read(&st);
+			rx_drain(&st, drain[(ctl >> 4) & 3]);
+		}
+		if (ctl & 0x80)
+			release(&st, 0);
 	}
 	finish(&st);
 	CHECK(fz_count_fds() == fds0);

@@ -5,7 +5,9 @@ formats).  Inputs found by fuzzing are kept as they are; rerunning this
 only rewrites the files named seed-* and regress-*."""
 import os
 import struct
+import subprocess
 import sys
+import tempfile
 
 MARK = 0x80000000
 here = os.path.dirname(os.path.abspath(__file__))
@@ -15,8 +17,9 @@ out_ibuf = os.path.join(here, "corpus", "fuzz_ibuf")
 
 def cfg(fdpass=0, limit=0, imsg_get=0, leave=0, ibufq=0,
         fwd=0, fwd_fdpass=0, fwd_limit=0, pipe=0, custom=0, fwd_pipe=0,
-        seed=1):
-    c0 = fdpass | limit << 1 | imsg_get << 4 | leave << 5 | ibufq << 6
+        seed=1, hold=0):
+    c0 = (fdpass | limit << 1 | imsg_get << 4 | leave << 5 | ibufq << 6 |
+          hold << 7)
     c1 = (fwd | fwd_fdpass << 1 | fwd_limit << 2 | pipe << 5 | custom << 6 |
           fwd_pipe << 7)
     return bytes([c0, c1]) + struct.pack("<I", seed)
@@ -31,12 +34,14 @@ def msg(type_, payload=b"", peerid=0, pid=0, mark=False):
     return hdr(type_, n | (MARK if mark else 0), peerid, pid) + payload
 
 
-def ctl(nfds=0, built=0, noread=0, drain=0, fill=0):
-    return bytes([nfds | built << 2 | noread << 3 | drain << 4 | fill << 6])
+def ctl(nfds=0, built=0, noread=0, drain=0, fill=0, release=0):
+    return bytes([nfds | built << 2 | noread << 3 | drain << 4 | fill << 6 |
+                  release << 7])
 
 
-def raw(data, nfds=0, noread=0, drain=0):
-    return ctl(nfds, 0, noread, drain) + struct.pack("<H", len(data)) + data
+def raw(data, nfds=0, noread=0, drain=0, release=0):
+    return (ctl(nfds, 0, noread, drain, 0, release) +
+            struct.pack("<H", len(data)) + data)
 
 
 def fill(n, byte, nfds=0, noread=0, drain=0):
@@ -44,10 +49,65 @@ def fill(n, byte, nfds=0, noread=0, drain=0):
 
 
 def built(type_, plen, flags=0, nfds=0, peerid=1, pid=2, payload=b"",
-          noread=0, drain=0):
-    return (ctl(nfds, 1, noread, drain) + bytes([type_, peerid, pid]) +
+          noread=0, drain=0, release=0):
+    return (ctl(nfds, 1, noread, drain, 0, release) +
+            bytes([type_, peerid, pid]) +
             struct.pack("<H", plen) + bytes([flags]) + payload)
 
+
+def repeat(n, nfds=0, noread=0, drain=0, release=0):
+    """The last raw or built chunk, n more times (one call per copy with
+    descriptors)."""
+    return ctl(nfds, 1, noread, drain, 1, release) + struct.pack("<H", n)
+
+
+def reader_layout():
+    """MBLOCK_SIZE, sizeof(struct ibuf_box), MSGBUF_READ_MAX and
+    MSGBUF_READ_MIN, compiled from src/imsg-private.h (without a compiler,
+    their values on LP64 when this was written): the seeds that aim at
+    the end of the read block depend on them."""
+    prog = (b'#include "imsg-private.h"\n#include <stdio.h>\n'
+            b'int main(void) { printf("%zu %zu %zu %zu\\n", '
+            b'(size_t)MBLOCK_SIZE, sizeof(struct ibuf_box), '
+            b'(size_t)MSGBUF_READ_MAX, (size_t)MSGBUF_READ_MIN); }\n')
+    top = os.path.join(here, "..")
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "layout")
+        try:
+            subprocess.run([os.environ.get("CC", "cc"), "-I",
+                            os.path.join(top, "src"), "-I",
+                            os.path.join(top, "include"), "-x", "c", "-",
+                            "-o", exe], input=prog, check=True,
+                           capture_output=True)
+            res = subprocess.run([exe], check=True, capture_output=True)
+            return tuple(int(v) for v in res.stdout.split())
+        except (OSError, subprocess.CalledProcessError):
+            return (512 * 1024, 96, 65536, 16384)
+
+
+def to_block_end(tail, fdpass=1, seed=1):
+    """Hold a 24-byte imsg in place at offset 0 of the read block (so it
+    cannot start over), then fill the block with 64 KiB reads of
+    misaligned 4 KiB imsgs (copied out, no box on the block) until less
+    than 64 KiB of room is left, then send one filler imsg so that the
+    next read, which the room cuts, ends `tail` bytes into the last
+    chunk.  Everything fetched is held."""
+    block, box, read_max, read_min = LAYOUT
+    room = block - box - 24
+    k = 0
+    while room - read_max >= read_min:
+        room -= read_max
+        k += 1
+    filler = room - tail
+    assert 16 <= filler <= 65535 and k > 0
+    return (cfg(fdpass=fdpass, limit=7, hold=1, seed=seed) +
+            built(1, 8, flags=2) +
+            built(2, 4080, flags=2, noread=1) + repeat(15) +
+            b"".join(repeat(16) for _ in range(k - 1)) +
+            built(3, filler, flags=0x12, noread=1))
+
+
+LAYOUT = reader_layout()
 
 seeds = {
     "empty": b"",
@@ -128,6 +188,70 @@ seeds = {
     "fd-cut-header": cfg(fdpass=1) +
         raw(msg(4, b"abc", mark=True)[:7], nfds=1) +
         raw(msg(4, b"abc", mark=True)[7:]),
+    # 4096 zero-payload imsgs in one 64 KiB read, in place: their boxes
+    # fill most of the read block.
+    "tiny-4096-one-read": cfg() + built(1, 0, noread=1) + repeat(4095),
+    # 16384 of them over four reads, fetched only after the last: the
+    # boxes meet the stream and the rest are copied.
+    "tiny-queued-4-reads": cfg(seed=3) + built(1, 0, noread=1) +
+        repeat(4095, drain=2) + repeat(4096, drain=2) +
+        repeat(4096, drain=2) + repeat(4096),
+    # The same, every one held after it is fetched, then released in
+    # pieces (order and number from the seed) between reads.
+    "tiny-held-released": cfg(hold=1, seed=12) + built(1, 0, noread=1) +
+        repeat(4095) + repeat(4096, release=1) + repeat(4096) +
+        repeat(4096, release=1) + repeat(4096),
+    # 1 KiB aligned imsgs, 64 per read, all held: the block fills (data
+    # up, boxes down), is retired for a fresh one while its messages are
+    # still out, and is recycled when the last of them is freed.
+    "held-until-retired": cfg(hold=1, seed=5) + built(1, 1008, flags=2) +
+        repeat(63) + repeat(64) + repeat(64) + repeat(64, release=1) +
+        repeat(64) + repeat(64) + repeat(64) + repeat(64, release=1),
+    # The same, left on the receive queue (never fetched) until the end.
+    "queued-until-retired": cfg(seed=6) + built(1, 1008, flags=2, drain=2) +
+        b"".join(repeat(64, drain=2) for _ in range(15)),
+    # Lengths 16..49 in one chunk, most not multiples of 16, repeated:
+    # in place and copied, headers and payloads cut by every read.
+    "mixed-alignment": cfg(seed=8) + raw(b"".join(
+        msg(i, bytes([i]) * i) for i in (0, 1, 15, 16, 17, 31, 32, 33)),
+        noread=1) + repeat(2000),
+    "mixed-alignment-held": cfg(hold=1, seed=9) + raw(b"".join(
+        msg(i, bytes([i]) * i) for i in (0, 1, 15, 16, 17, 31, 32, 33)),
+        noread=1) + repeat(300) + repeat(700, release=1) + repeat(1000),
+    # In place up to 64 KiB exactly, then one byte more (copied), then
+    # 64 KiB minus 1 (misaligned after it).
+    "inplace-max": cfg(limit=7, hold=1, seed=2) + built(1, 65520, flags=2) +
+        built(2, 65521, flags=2) + built(3, 65519, flags=2) +
+        built(4, 65520, flags=2, release=1),
+    # A 30000-byte imsg that begins in place and is filled over reads
+    # while other messages are held.
+    "inplace-being-filled": cfg(limit=7, hold=1, seed=4) + built(1, 0) +
+        raw(hdr(2, 30000), noread=1) + fill(10000, 0x71) +
+        fill(19984, 0x71) + built(3, 0),
+    # The same with nothing held: alone in its block, the message moves
+    # to the block's start before the next read; with a descriptor too.
+    "inplace-moved": cfg(limit=7, seed=4) + built(1, 0, noread=1) +
+        raw(hdr(2, 30000), noread=1) + fill(10000, 0x71) +
+        fill(19984, 0x71) + built(3, 0),
+    "inplace-moved-fd": cfg(fdpass=1, limit=7, seed=4) +
+        built(1, 0, noread=1) + raw(hdr(2, 30000 | MARK), nfds=1) +
+        fill(10000, 0x71) + fill(9984, 0x72) + fill(10000, 0x73),
+    # Marked imsgs, each with its own descriptor (one call per copy),
+    # queued until the read block is retired under them.
+    "fd-repeat-queued": cfg(fdpass=1, seed=7) +
+        built(1, 984, flags=3, nfds=1, drain=2) + repeat(1000, nfds=1, drain=2),
+    # A descriptor on a marked imsg whose header the end of the read
+    # block cuts: it waits for the rest, read into the next block.
+    "fd-cut-header-at-block-end": to_block_end(7) +
+        built(4, 100, flags=3, nfds=1),
+    # The same with the payload cut: the imsg is copied out.
+    "fd-cut-payload-at-block-end": to_block_end(16 + 50) +
+        built(4, 100, flags=3, nfds=1),
+    # The same with a large imsg, read straight into its own buffer.
+    "fd-cut-large-at-block-end": to_block_end(16 + 50) +
+        built(4, 20000, flags=3, nfds=1),
+    # An unmarked small imsg cut there: left unparsed and moved along.
+    "cut-small-at-block-end": to_block_end(40, fdpass=0) + built(4, 100, flags=2),
     "mixed-hostile": cfg(fdpass=1, fwd=1, seed=99) + built(1, 3, flags=1, nfds=2) +
         raw(hdr(2, 40)[:5], nfds=1) + raw(hdr(2, 40)[5:] + b"z" * 24) +
         built(3, 10, flags=0x11),
@@ -135,6 +259,12 @@ seeds = {
 
 
 regress_read = {
+    # Not the library: the harness ran out of descriptors (EMFILE in its
+    # own open) when 40 * 1024 marked imsgs, each sent with one, stayed
+    # queued.  Calls with descriptors are now capped per input (fdcap).
+    "harness-emfile-queued-fds": cfg(fdpass=1) +
+        built(1, 0, flags=1, nfds=1, drain=2) +
+        b"".join(repeat(1024, nfds=1, drain=2) for _ in range(40)),
     # The header came in three pieces, the descriptor with the first: the
     # descriptor waited for the header only one read, then was closed.
     "fd-header-cut-three-times": cfg(fdpass=1) +
