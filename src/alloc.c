@@ -80,6 +80,17 @@ static void	mblock_recycle(struct mblock *);
  */
 #define PENDING_MAX		1024
 
+/*
+ * Count n messages of blk as freed (n < 0: retiring adds the carved
+ * ones); the last step to 0 hands the block back.
+ */
+static void
+mblock_drop(struct mblock *blk, int32_t n)
+{
+	if (__atomic_sub_fetch(&blk->refs, n, __ATOMIC_ACQ_REL) == 0)
+		mblock_recycle(blk);
+}
+
 /* Subtract the frees this thread owes the block it freed from last. */
 static void
 pending_flush(void)
@@ -89,9 +100,8 @@ pending_flush(void)
 
 	cache.pblk = NULL;
 	cache.pfree = 0;
-	if (blk != NULL && __atomic_sub_fetch(&blk->refs, n,
-	    __ATOMIC_ACQ_REL) == 0)
-		mblock_recycle(blk);
+	if (blk != NULL)
+		mblock_drop(blk, n);
 }
 
 static void
@@ -264,9 +274,7 @@ libimsg__ibuf_release(struct ibuf *b)
 		}
 		/* Without the thread-exit flush, nothing may be owed. */
 		if (!cache_usable()) {
-			if (__atomic_sub_fetch(&blk->refs, 1,
-			    __ATOMIC_ACQ_REL) == 0)
-				mblock_recycle(blk);
+			mblock_drop(blk, 1);
 			return;
 		}
 		pending_flush();
@@ -319,19 +327,18 @@ mblock_recycle(struct mblock *blk)
 void
 libimsg__mblock_settle(void)
 {
-	if (cache.pblk != NULL)
-		pending_flush();
+	pending_flush();
 }
 
 /* The reader carves no more from blk; it goes once its messages have. */
 void
 libimsg__mblock_retire(struct mblock *blk)
 {
-	if (blk != NULL && cache.pblk == blk)
+	if (blk == NULL)
+		return;
+	if (cache.pblk == blk)
 		pending_flush();
-	if (blk != NULL && __atomic_add_fetch(&blk->refs,
-	    (int32_t)blk->carved, __ATOMIC_ACQ_REL) == 0)
-		mblock_recycle(blk);
+	mblock_drop(blk, -(int32_t)blk->carved);
 }
 
 /*

@@ -150,8 +150,6 @@ imsgbuf_queuelen(struct imsgbuf *ib)
 static int
 imsg_from_ibuf(struct ibuf *b, struct imsg *imsg)
 {
-	uint32_t len;
-
 	if (b->wpos - b->rpos < sizeof(imsg->hdr)) {
 		ibuf_free(b);
 		errno = EBADMSG;
@@ -162,8 +160,7 @@ imsg_from_ibuf(struct ibuf *b, struct imsg *imsg)
 	 * that whole right after the narrower store of len stalls the CPU.
 	 */
 	memcpy(&imsg->hdr, b->buf + b->rpos, sizeof(imsg->hdr));
-	len = imsg->hdr.len & ~IMSG_FD_MARK;
-	imsg->hdr.len = len;
+	imsg->hdr.len &= ~IMSG_FD_MARK;
 	b->rpos += sizeof(imsg->hdr);
 	imsg->data = b->wpos > b->rpos ? b->buf + b->rpos : NULL;
 	imsg->buf = b;

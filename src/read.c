@@ -301,18 +301,22 @@ fail:
 	return -1;
 }
 
-/* Move the header not yet whole to the start of blk, wiping where it was. */
+/*
+ * Start blk (the read block, started over, or a fresh one) with what the
+ * last read left unparsed, moved to its start; wipe where that was.
+ */
 static void
 rblk_move_tail(struct msgbuf *m, struct mblock *blk)
 {
 	unsigned char *from = mblock_data(m->rblk), *to = mblock_data(blk);
 	size_t keep = m->rlen - m->rhead, stale;
 
-	if (keep > 0)
+	if (keep > 0 && (blk != m->rblk || m->rhead > 0)) {
 		memmove(to, from + m->rhead, keep);
-	/* In the same block the copy may overlap what it came from. */
-	stale = blk == m->rblk && m->rhead < keep ? keep : m->rhead;
-	libimsg__wipe(from + stale, m->rlen - stale);
+		/* In the same block the copy may overlap what it came from. */
+		stale = blk == m->rblk && m->rhead < keep ? keep : m->rhead;
+		libimsg__wipe(from + stale, m->rlen - stale);
+	}
 	m->rhead = 0;
 	m->rlen = keep;
 	m->rtop = blk->size;
@@ -374,11 +378,7 @@ rblk_prepare(struct msgbuf *m)
 	if (m->rblk != NULL && (m->rlen >= MSGBUF_RESTART_AT ||
 	    m->rtop - m->rlen < MSGBUF_READ_MIN) &&
 	    libimsg__mblock_restart(m->rblk, 0)) {
-		if (m->rhead == m->rlen) {
-			m->rhead = m->rlen = 0;
-			m->rtop = m->rblk->size;
-		} else if (m->rhead > 0 || m->rtop != m->rblk->size)
-			rblk_move_tail(m, m->rblk);
+		rblk_move_tail(m, m->rblk);
 		return 0;
 	}
 	if (m->rblk != NULL && m->rtop - m->rlen >= MSGBUF_READ_MIN)
@@ -443,7 +443,7 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 	} cmsgbuf;
 	struct iovec iov[2];
 	struct msghdr msg;
-	struct ibuf *rmsg = m->rmsg;
+	struct ibuf *rmsg;
 	size_t direct = 0, rstart, got, room;
 	ssize_t n;
 	int fd, iovcnt = 0;
@@ -456,8 +456,10 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 		errno = m->rerr;
 		return -1;
 	}
+	/* This may move the message being filled: take it only after. */
 	if (rblk_prepare(m) == -1)
 		return -1;
+	rmsg = m->rmsg;
 
 	if (rmsg != NULL && !rmsg_inplace(m)) {
 		/* Room already allocated in the message, up to its end. */
