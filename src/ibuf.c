@@ -86,8 +86,7 @@ ibuf_dynamic(size_t len, size_t max)
 static int
 ibuf_box_heapbuf(struct ibuf_box *box)
 {
-	return box->ib.buf != NULL && box->ib.buf != ibuf_box_inline(box) &&
-	    (box->flags & IBUF_BOX_INPLACE) == 0;
+	return box->ib.buf != NULL && box->ib.buf != ibuf_box_inline(box);
 }
 
 /* Move the contents to separate storage of at least need bytes. */
@@ -111,8 +110,6 @@ ibuf_grow(struct ibuf *b, size_t need)
 	libimsg__wipe(b->buf, b->size);
 	if (ibuf_box_heapbuf(box))
 		free(b->buf);
-	/* Storage in a read block stays the block's; this is the ibuf's. */
-	box->flags = (uint16_t)(box->flags & ~IBUF_BOX_INPLACE);
 	b->buf = nbuf;
 	box->cap = ncap;
 	return 0;
@@ -708,12 +705,6 @@ ibuf_free(struct ibuf *b)
 		libimsg__ibuf_view_abort("ibuf_free");
 	box = ibuf_box(b);
 	libimsg__wipe(b->buf, b->size);
-	/* A received message without a descriptor calls nothing to set errno. */
-	if (b->fd < 0 && (box->flags & IBUF_BOX_BLOCK) &&
-	    !ibuf_box_heapbuf(box)) {
-		libimsg__ibuf_release(b);
-		return;
-	}
 	saved_errno = errno;
 	if (b->fd >= 0)
 		close(b->fd);

@@ -46,7 +46,6 @@ ibufq_flush(struct ibufqueue *q)
 
 	while ((b = libimsg__q_pop(q)) != NULL)
 		ibuf_free(b);
-	libimsg__mblock_settle();
 }
 
 void
@@ -69,15 +68,7 @@ ibufq_push(struct ibufqueue *q, struct ibuf *b)
 struct ibuf *
 ibufq_pop(struct ibufqueue *q)
 {
-	struct ibuf *b;
-
-	/*
-	 * A worker fed through a queue has freed what it took when the
-	 * queue runs dry: count that with the reader's blocks now.
-	 */
-	if ((b = libimsg__q_pop(q)) == NULL)
-		libimsg__mblock_settle();
-	return b;
+	return libimsg__q_pop(q);
 }
 
 uint32_t

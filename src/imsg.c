@@ -16,33 +16,28 @@
 /*
  * The header callback of imsgbuf readers: check the length before
  * anything is allocated for it, then make the buffer the message will be
- * read into.  Only a marked header may take the descriptor.
+ * read into.  Only a marked header claims the descriptor; the reader
+ * gives it to the last one of its read that does (see read.c).
  */
 static struct ibuf *
 imsg_parse_hdr(struct ibuf *buf, void *arg, int *fd)
 {
 	struct imsgbuf *ib = arg;
-	struct imsg_hdr hdr;
 	struct ibuf *b;
 	uint32_t len;
 
 	/* The reader hands over exactly IMSG_HEADER_SIZE bytes. */
-	memcpy(&hdr, ibuf_data(buf), sizeof(hdr));
-	len = hdr.len & ~IMSG_FD_MARK;
-	if (len < IMSG_HEADER_SIZE || (len > ib->maxsize &&
-	    !libimsg__read_checked(ib->w, buf, len))) {
+	memcpy(&len, (unsigned char *)ibuf_data(buf) +
+	    offsetof(struct imsg_hdr, len), sizeof(len));
+	if ((len & ~IMSG_FD_MARK) < IMSG_HEADER_SIZE ||
+	    (len & ~IMSG_FD_MARK) > ib->maxsize) {
 		errno = ERANGE;
 		return NULL;
 	}
-	if ((b = libimsg__read_inplace(ib->w, buf, len)) == NULL) {
-		if (len <= MBLOCK_MAXMSG)
-			b = libimsg__mblock_carve(&ib->w->cblk, len);
-		else
-			b = libimsg__ibuf_alloc(len, len);
-	}
-	if (b == NULL)
+	if ((b = libimsg__ibuf_alloc(len & ~IMSG_FD_MARK,
+	    len & ~IMSG_FD_MARK)) == NULL)
 		return NULL;
-	if ((hdr.len & IMSG_FD_MARK) && *fd != -1) {
+	if ((len & IMSG_FD_MARK) && *fd != -1) {
 		b->fd = *fd;
 		*fd = -1;
 	}
@@ -60,7 +55,7 @@ imsgbuf_init(struct imsgbuf *ib, int fd)
 		return -1;
 	}
 	ib->w = m;
-	m->imsgbuf = ib;
+	libimsg__msgbuf_claim_last(m);
 	ib->pid = getpid();
 	ib->maxsize = MAX_IMSGSIZE;
 	ib->fd = fd;
@@ -335,8 +330,6 @@ void
 imsg_close(struct imsgbuf *ib, struct ibuf *msg)
 {
 	uint32_t len;
-	size_t size;
-	void *p;
 
 	if (msg == NULL)
 		return;
@@ -344,20 +337,10 @@ imsg_close(struct imsgbuf *ib, struct ibuf *msg)
 		ibuf_free(msg);
 		return;
 	}
-	size = ibuf_size(msg);
-	len = (uint32_t)size;
+	len = (uint32_t)ibuf_size(msg);
 	if (ibuf_fd_avail(msg))
 		len |= IMSG_FD_MARK;
 	ibuf_set_h32(msg, offsetof(struct imsg_hdr, len), len);
-
-	/* Small messages without a descriptor join the current batch. */
-	if (!ibuf_fd_avail(msg) && size <= MSGBUF_BATCH_MAXMSG &&
-	    msg->rpos == 0 && (p = libimsg__msgbuf_batch_reserve(ib->w,
-	    size)) != NULL) {
-		memcpy(p, ibuf_data(msg), size);
-		ibuf_free(msg);
-		return;
-	}
 	ibuf_close(ib->w, msg);
 }
 
@@ -372,7 +355,7 @@ imsg_compose_batched(struct imsgbuf *ib, const struct imsg_hdr *hdr,
 	unsigned char *p;
 	int i;
 
-	if (datalen > MSGBUF_BATCH_MAXMSG - IMSG_HEADER_SIZE)
+	if (datalen > MSGBUF_BATCH_MSGMAX - IMSG_HEADER_SIZE)
 		return 0;
 	p = libimsg__msgbuf_batch_reserve(ib->w, datalen + IMSG_HEADER_SIZE);
 	if (p == NULL)

@@ -1,7 +1,9 @@
 /*
- * The msgbuf: a write queue of ibufs, and for readers the queue of
- * received messages and the read buffer.  The read path is in read.c,
- * the system calls of the write path in write.c.
+ * The msgbuf: a write queue of ibufs and, for readers, the queue of
+ * received messages.  It knows nothing of the imsg format: the read path
+ * (read.c) cuts the stream with the reader's header callback, the write
+ * path (write.c) sends what is queued.  Small messages may share a write
+ * batch; the batch records where each one ends when it is reserved.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,7 +20,6 @@ msgbuf_alloc(void)
 		return NULL;
 	libimsg__q_init(&m->wq);
 	libimsg__q_init(&m->rq);
-	libimsg__q_init(&m->wspare);
 	m->rpendfd = -1;
 	return m;
 }
@@ -29,6 +30,7 @@ msgbuf_new(void)
 	return msgbuf_alloc();
 }
 
+/* The read buffer is made by the first read, not here: see read.c. */
 struct msgbuf *
 msgbuf_new_reader(size_t hdrsz,
     struct ibuf *(*readhdr)(struct ibuf *, void *, int *), void *arg)
@@ -41,16 +43,20 @@ msgbuf_new_reader(size_t hdrsz,
 	}
 	if ((m = msgbuf_alloc()) == NULL)
 		return NULL;
-	/* Made now, so a reader that exists can read without allocating. */
-	if ((m->rblk = libimsg__mblock_new()) == NULL) {
-		free(m);
-		return NULL;
-	}
-	m->rtop = m->rblk->size;
 	m->hdrsize = hdrsz;
 	m->readhdr = readhdr;
 	m->rarg = arg;
 	return m;
+}
+
+/*
+ * The imsg layer's one hook into the reader: a descriptor goes to the
+ * last header of its read that claims it, not the first (read.c).
+ */
+void
+libimsg__msgbuf_claim_last(struct msgbuf *m)
+{
+	m->fdlast = 1;
 }
 
 void
@@ -62,18 +68,12 @@ msgbuf_clear(struct msgbuf *m)
 	m->wbatch = NULL;
 	ibuf_free(m->rmsg);
 	m->rmsg = NULL;
-	/* Messages still out keep the read block until they are freed. */
-	if (m->rblk != NULL) {
-		libimsg__wipe(mblock_data(m->rblk) + m->rhead,
-		    m->rlen - m->rhead);
-		libimsg__mblock_retire(m->rblk);
-		m->rblk = NULL;
-	}
-	m->rhead = m->rlen = m->rtop = 0;
-	m->rwait = 0;
+	libimsg__wipe(m->rbuf, m->rlen);
+	free(m->rbuf);
+	m->rbuf = NULL;
+	m->rcap = m->rlen = 0;
+	m->rbig = 0;
 	m->rerr = 0;
-	libimsg__mblock_retire(m->cblk);
-	m->cblk = NULL;
 	if (m->rpendfd != -1)
 		close(m->rpendfd);
 	m->rpendfd = -1;
@@ -85,7 +85,6 @@ msgbuf_free(struct msgbuf *m)
 	if (m == NULL)
 		return;
 	msgbuf_clear(m);
-	ibufq_flush(&m->wspare);
 	free(m);
 }
 
@@ -123,110 +122,100 @@ msgbuf_concat(struct msgbuf *m, struct ibufqueue *from)
 /*
  * Start a batch for len bytes at the end of the write queue and reserve
  * them; libimsg__msgbuf_batch_reserve comes here when the current batch
- * is full or there is none.  Small messages share batch buffers, so
- * composing them allocates nothing and writing them takes one iovec per
- * batch, not one per message.
+ * is full or there is none.  The first batch of an idle queue is small;
+ * a writer already a batch ahead of the socket gets large ones.
  */
 void *
 libimsg__msgbuf_batch_new(struct msgbuf *m, size_t len)
 {
 	struct ibuf *b;
-	struct ibuf_box *box;
+	struct wbatch *wb;
+	size_t size, table;
 
-	if ((b = libimsg__q_pop(&m->wspare)) != NULL) {
-		b->rpos = b->wpos = 0;
-	} else if ((b = libimsg__ibuf_alloc(MSGBUF_BATCH_SIZE,
-	    MSGBUF_BATCH_SIZE)) == NULL)
+	size = m->wq.head == NULL ? MSGBUF_SMALL : MSGBUF_LARGE;
+	/* Every imsg is at least a header: that bounds the table. */
+	table = sizeof(*wb) + size / IMSG_HEADER_SIZE * sizeof(wb->end[0]);
+	if ((b = libimsg__ibuf_alloc(size + table, size)) == NULL)
 		return NULL;
-	box = ibuf_box(b);
-	box->flags |= IBUF_BOX_BATCH;
-	box->nmsg = 1;
-	box->cursor = 0;
+	b->size = size;
+	ibuf_box(b)->flags |= IBUF_BOX_BATCH;
+	wb = wbatch_of(b);
+	wb->nmsg = 1;
+	wb->nsent = 0;
+	wb->end[0] = (uint32_t)len;
+	b->wpos = len;
 	libimsg__q_push(&m->wq, b);
 	m->wbatch = b;
 	m->queued++;
-	b->wpos = len;
 	return b->buf;
 }
 
-/* Count the messages of a batch that are now completely sent. */
+/*
+ * Count the messages of batch b that are now completely sent, and wipe
+ * the bytes that went: a message leaves no copy behind once written.
+ */
 static void
-batch_account(struct msgbuf *m, struct ibuf *b)
+batch_sent(struct msgbuf *m, struct ibuf *b, size_t from)
 {
-	struct ibuf_box *box = ibuf_box(b);
-	uint32_t len;
+	struct wbatch *wb = wbatch_of(b);
 
-	while (box->nmsg > 0) {
-		memcpy(&len, b->buf + box->cursor +
-		    offsetof(struct imsg_hdr, len), sizeof(len));
-		len &= ~IMSG_FD_MARK;
-		if (box->cursor + len > b->rpos)
-			break;
-		box->cursor += len;
-		box->nmsg--;
+	while (wb->nsent < wb->nmsg && wb->end[wb->nsent] <= b->rpos) {
+		wb->nsent++;
 		m->queued--;
 	}
+	libimsg__wipe(b->buf + from, b->rpos - from);
 }
 
-static void
-wq_release(struct msgbuf *m, struct ibuf *b)
+/* Messages of b not yet counted as sent. */
+static uint32_t
+unsent_msgs(struct ibuf *b)
 {
-	if ((ibuf_box(b)->flags & IBUF_BOX_BATCH) == 0) {
-		m->queued--;
-		ibuf_free(b);
+	struct wbatch *wb;
+
+	if ((ibuf_box(b)->flags & IBUF_BOX_BATCH) == 0)
+		return 1;
+	wb = wbatch_of(b);
+	return wb->nmsg - wb->nsent;
+}
+
+/* Free the buffer at the head of the write queue, sent or not. */
+void
+libimsg__msgbuf_drop_head(struct msgbuf *m)
+{
+	struct ibuf *b;
+
+	if ((b = libimsg__q_pop(&m->wq)) == NULL)
 		return;
-	}
+	m->queued -= unsent_msgs(b);
 	if (m->wbatch == b)
 		m->wbatch = NULL;
-	/*
-	 * Keep a few emptied batches: steady traffic then allocates nothing.
-	 * Like the read buffer, they stay private to the msgbuf until the
-	 * next messages overwrite them; ibuf_free wipes them when they go.
-	 */
-	if (m->wspare.count < MSGBUF_BATCH_SPARES)
-		libimsg__q_push(&m->wspare, b);
-	else
-		ibuf_free(b);
+	ibuf_free(b);
 }
 
 /*
  * Account for n bytes written from the head of the queue.  Buffers sent
- * whole are released (closing any descriptor they still hold); so are
- * empty ones, even when n is 0, so they can never stall the queue.  The
- * batch being filled, once sent whole, starts over where it is instead:
- * a program that writes after every message then reuses one batch.  An
- * empty batch at the head is harmless: the next write releases it.
+ * whole are freed (ibuf_free wipes them and closes any descriptor they
+ * still hold); so are empty ones, so they can never stall the queue,
+ * unless one still holds a descriptor: that goes with the next bytes
+ * written, as upstream sends it.
  */
 void
 libimsg__msgbuf_drain(struct msgbuf *m, size_t n)
 {
 	struct ibuf *b;
-	struct ibuf_box *box;
-	size_t size;
+	size_t size, from;
 
 	while ((b = m->wq.head) != NULL) {
-		box = ibuf_box(b);
 		size = b->wpos - b->rpos;
-		if (n < size) {
+		if (n < size || (size == 0 && n == 0 && b->fd >= 0 &&
+		    b->entry.tqe_next != NULL)) {
+			from = b->rpos;
 			b->rpos += n;
-			if (box->flags & IBUF_BOX_BATCH)
-				batch_account(m, b);
+			if (ibuf_box(b)->flags & IBUF_BOX_BATCH)
+				batch_sent(m, b, from);
 			return;
 		}
 		n -= size;
-		if (box->flags & IBUF_BOX_BATCH) {
-			/* Every message in it has gone. */
-			m->queued -= box->nmsg;
-			box->nmsg = 0;
-			if (b == m->wbatch && b->entry.tqe_next == NULL &&
-			    size > 0) {
-				b->rpos = b->wpos = 0;
-				box->cursor = 0;
-				return;
-			}
-		}
-		b->rpos = b->wpos;
-		libimsg__q_pop(&m->wq);
-		wq_release(m, b);
+		libimsg__msgbuf_drop_head(m);
 	}
 }

@@ -1,21 +1,23 @@
 /*
  * The read path: receive bytes (and at most one descriptor) from the
- * socket into the read block and cut them into messages with the
- * msgbuf's header callback.
+ * socket and cut them into messages with the msgbuf's header callback.
  *
- * An imsg that lies whole and 16-aligned in the block is handed out
- * where the kernel put it (libimsg__read_inplace).  Any other message is
- * copied out, and the bytes it came from are wiped at once, so the block
- * never keeps a copy of a message behind its back.  A small imsg not yet
- * whole waits unparsed for the next read; a larger one is filled in
- * place, or read straight into its own buffer: a large message is
- * copied once, by the kernel.
+ * Each message is a buffer of its own, made by the callback as soon as
+ * its header is whole, so a message a program keeps costs what it holds
+ * and nothing more.  Its bytes are copied out of the read buffer, or,
+ * while it is being filled, read straight into it: a large message is
+ * copied once, by the kernel.  The read buffer itself keeps only a
+ * header that is not whole yet; it is small until reads fill it, and it
+ * is freed when a read leaves it empty without filling it, so an idle
+ * channel holds no read buffer at all.  Bytes copied out of it are wiped
+ * at once: it never keeps a copy of a message behind the program's back.
  */
 #define _GNU_SOURCE
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,19 +25,24 @@
 
 /*
  * Which message a received descriptor belongs to.  The kernel ends a read
- * right after the data that carried a descriptor, and a sender puts the
- * descriptor on the first byte of its message, sending nothing with a
- * descriptor after it in the same call.  So the owner is the LAST marked
- * message whose header began in this read; a header kept from an earlier
- * read, or an earlier marked header without a descriptor of its own (a
- * peer that does not pass descriptors), never gets it.  When our read
- * buffer, not the kernel, cut the read inside a header, that header may
- * be the owner: the descriptor waits for it in m->rpendfd.
+ * right after the data that carried a descriptor, and a sender puts it on
+ * the first byte of its message, sending nothing with a descriptor after
+ * it in the same call.  So the owner is a header that began in this read.
+ * A header kept from an earlier read never gets it, unless the read that
+ * cut that header brought the descriptor: it then waits for the header
+ * (rpendfd).
+ *
+ * Upstream offers the descriptor to each header of the read until one
+ * claims it; custom readers get exactly that.  The imsg layer asks for
+ * the last claim instead (libimsg__msgbuf_claim_last): it claims only for
+ * marked headers, and the last marked one of the read is the owner, so a
+ * marked header of a peer that passes no descriptors can no longer take
+ * another message's.
  */
 struct fdoffer {
 	int		 fd;		/* this read's descriptor, or -1 */
 	struct ibuf	*holder;	/* message that took it, or NULL */
-	int		 pend;		/* descriptor for the header kept */
+	int		 pend;		/* descriptor for the kept header */
 };
 
 /* Call the header callback, offering it the descriptor it may own. */
@@ -54,52 +61,60 @@ parse_header(struct msgbuf *m, struct ibuf *hdr, int fresh,
 	/* Taken: by this message, or closed with it if the callback failed. */
 	if (fresh && fo->holder != NULL)
 		fo->holder->fd = -1;
-	if (msg == NULL) {
+	fo->holder = NULL;
+	if (msg == NULL || !fresh || !m->fdlast)
 		*from = -1;
-		if (fresh)
-			fo->holder = NULL;
-		return NULL;
-	}
-	if (fresh)
-		fo->holder = msg;
 	else
-		*from = -1;
+		fo->holder = msg;
 	return msg;
 }
 
 /*
- * Release the descriptors nobody owns.  cut is the offset of what this
- * read leaves unparsed in the block (a header not yet whole, or a small
- * unmarked imsg not yet whole), or -1; kept is where what the last read
- * left began.  A descriptor that came with the cut header (this read's,
- * or one still waiting because the header is not whole yet) waits for
- * it; no header wants more than one.
+ * Release the descriptors nobody took.  cut is the offset of a header not
+ * yet whole that this read leaves in rbuf, or -1; rstart is where this
+ * read's bytes began.  A descriptor that came with the cut header waits
+ * for the rest of it; no header wants more than one.
  */
 static void
-settle_fds(struct msgbuf *m, struct fdoffer *fo, size_t kept, size_t rstart,
-    ssize_t cut)
+settle_fds(struct msgbuf *m, struct fdoffer *fo, size_t rstart, ssize_t cut)
 {
-	int keep = -1;
-
-	if (fo->fd == -1 && fo->pend == -1) {
-		m->rpendfd = -1;
-		return;
-	}
-
-	if (cut >= 0 && (size_t)cut == kept && rstart > kept &&
-	    fo->pend != -1) {
-		keep = fo->pend;
+	if (cut == 0 && rstart > 0 && fo->pend != -1) {
+		m->rpendfd = fo->pend;
 		fo->pend = -1;
 	} else if (cut >= 0 && (size_t)cut >= rstart && fo->holder == NULL &&
 	    fo->fd != -1) {
-		keep = fo->fd;
+		m->rpendfd = fo->fd;
 		fo->fd = -1;
 	}
-	m->rpendfd = keep;
 	if (fo->pend != -1)
 		close(fo->pend);
 	if (fo->holder == NULL && fo->fd != -1)
 		close(fo->fd);
+}
+
+/* Make the message whose header is at p; NULL with errno on failure. */
+static struct ibuf *
+begin_message(struct msgbuf *m, unsigned char *p, int fresh,
+    struct fdoffer *fo)
+{
+	struct ibuf hdr, *msg;
+
+	ibuf_from_buffer(&hdr, p, m->hdrsize);
+	if ((msg = parse_header(m, &hdr, fresh, fo)) == NULL)
+		return NULL;
+	/* A message shorter than its header would loop for ever. */
+	if (msg->fd == IBUF_FD_VIEW || msg->max - msg->wpos < m->hdrsize) {
+		if (fo->holder == msg)
+			fo->holder = NULL;
+		if (msg->fd != IBUF_FD_VIEW) {
+			if (msg->fd == fo->fd)
+				fo->fd = -1;
+			ibuf_free(msg);
+		}
+		errno = EBADMSG;
+		return NULL;
+	}
+	return msg;
 }
 
 /* Queue the message being filled once its last byte is in. */
@@ -112,292 +127,55 @@ finish_message(struct msgbuf *m)
 	}
 }
 
-/* Is the message being filled read in place, in the block? */
-static int
-rmsg_inplace(const struct msgbuf *m)
+/* Copy what the message being filled wants of the n bytes at src. */
+static ssize_t
+fill_message(struct msgbuf *m, const unsigned char *src, size_t n)
 {
-	return m->rmsg != NULL &&
-	    (ibuf_box(m->rmsg)->flags & IBUF_BOX_INPLACE) != 0;
+	struct ibuf *msg = m->rmsg;
+
+	if (n > msg->max - msg->wpos)
+		n = msg->max - msg->wpos;
+	/* Storage is usually there already; else let it grow. */
+	if (n <= msg->size - msg->wpos) {
+		memcpy(msg->buf + msg->wpos, src, n);
+		msg->wpos += n;
+	} else if (ibuf_add(msg, src, n) == -1)
+		return -1;
+	finish_message(m);
+	return (ssize_t)n;
 }
 
 /*
- * Hand out the imsg of len bytes at off in the read block where it is,
- * if it is 16-aligned (programs cast the payload) and the block has room
- * for all of it and for its box.  NULL means: copy it.
- */
-static struct ibuf *
-inplace_at(struct msgbuf *m, size_t off, size_t len)
-{
-	struct ibuf_box *box;
-	unsigned char *data = mblock_data(m->rblk);
-	size_t end;
-
-	if (len > MSGBUF_INPLACE_MAX || (off & 15) != 0)
-		return NULL;
-	/* The stream already read beyond this message must stay too. */
-	end = off + len > m->rlen ? off + len : m->rlen;
-	if (m->rtop < end + sizeof(*box))
-		return NULL;
-	m->rtop -= sizeof(*box);
-	m->rblk->carved++;
-	box = (struct ibuf_box *)(void *)(data + m->rtop);
-	return ibuf_box_init(box, IBUF_BOX_BLOCK | IBUF_BOX_INPLACE, m->rblk,
-	    data + off, len, len, len);
-}
-
-/*
- * Did the header hdr pass the limit when it arrived, as the imsg of len
- * bytes the last read left waiting?  The limit applies to a header when
- * it arrives, even if it changes before its message is whole.
- */
-int
-libimsg__read_checked(const struct msgbuf *m, const struct ibuf *hdr,
-    uint32_t len)
-{
-	return m->rblk != NULL && m->rwait == len &&
-	    hdr->buf == mblock_data(m->rblk) + m->rhead;
-}
-
-/* The same for the header callback, which sees the header hdr. */
-struct ibuf *
-libimsg__read_inplace(struct msgbuf *m, const struct ibuf *hdr, size_t len)
-{
-	uintptr_t data, at = (uintptr_t)hdr->buf;
-
-	if (m->rblk == NULL)
-		return NULL;
-	data = (uintptr_t)mblock_data(m->rblk);
-	if (at < data || at - data >= m->rlen)
-		return NULL;
-	return inplace_at(m, at - data, len);
-}
-
-/*
- * Most imsgs carry no descriptor mark, are within the limit and lie
- * whole in the block: deliver those at once, without the header
- * callback (no descriptor can be theirs, so it would do nothing more).
- * A small one that is not whole yet waits, unparsed, for the next read:
- * the block can then start over under it.  Anything else, errors
- * included, is left to the callback.
- */
-enum { IMSG_SLOW, IMSG_DONE, IMSG_WAIT };
-
-static int
-imsg_fast(struct msgbuf *m, size_t off, size_t *lenp)
-{
-	struct ibuf *msg;
-	uint32_t len;
-
-	memcpy(&len, mblock_data(m->rblk) + off +
-	    offsetof(struct imsg_hdr, len), sizeof(len));
-	/* The limit never has the mark bit set: marked ones fail here. */
-	if (len < IMSG_HEADER_SIZE || (len > m->imsgbuf->maxsize &&
-	    (off != m->rhead || len != m->rwait)))
-		return IMSG_SLOW;
-	if (len > m->rlen - off) {
-		if (len > MSGBUF_WAIT_MAX)
-			return IMSG_SLOW;
-		*lenp = len;
-		return IMSG_WAIT;
-	}
-	if ((msg = inplace_at(m, off, len)) == NULL)
-		return IMSG_SLOW;
-	msg->wpos = len;
-	libimsg__q_push(&m->rq, msg);
-	*lenp = len;
-	return IMSG_DONE;
-}
-
-/*
- * Cut the bytes in the block from rhead on into messages.  rstart is
- * where this read's bytes begin; anything before it is a header kept
- * from the last read.
+ * Cut rbuf from *offp on into messages until what is left is less than
+ * a header.  rstart is where this read's bytes begin in rbuf.
  */
 static int
-process(struct msgbuf *m, size_t rstart, int fd)
+cut_messages(struct msgbuf *m, size_t *offp, size_t rstart,
+    struct fdoffer *fo)
 {
-	struct fdoffer fo;
-	struct ibuf hdr, *msg;
-	unsigned char *data = mblock_data(m->rblk), *src;
-	size_t kept = m->rhead, off = m->rhead, left, n;
-	uint32_t wait = 0;
-	int r, saved_errno;
+	size_t off = *offp;
+	ssize_t n;
+	int r = 0;
 
-	fo.fd = fd;
-	fo.holder = NULL;
-	fo.pend = m->rpendfd;
-	m->rpendfd = -1;
-	hdr.buf = NULL;
 	while (off < m->rlen) {
 		if (m->rmsg == NULL) {
 			if (m->rlen - off < m->hdrsize)
 				break;
-			if (m->imsgbuf != NULL) {
-				r = imsg_fast(m, off, &n);
-				if (r == IMSG_WAIT) {
-					wait = (uint32_t)n;
-					break;
-				}
-				if (r == IMSG_DONE) {
-					off += n;
-					continue;
-				}
+			m->rmsg = begin_message(m, m->rbuf + off, off >= rstart,
+			    fo);
+			if (m->rmsg == NULL) {
+				r = -1;
+				break;
 			}
-			/* The same view, moved along: the callback gets it fresh. */
-			if (hdr.buf == NULL)
-				ibuf_from_buffer(&hdr, data, m->hdrsize);
-			hdr.buf = data + off;
-			hdr.rpos = 0;
-			msg = parse_header(m, &hdr, off >= rstart, &fo);
-			if (msg == NULL)
-				goto fail;
-			/* A message shorter than its header would loop. */
-			if (msg->fd == IBUF_FD_VIEW ||
-			    msg->max - msg->wpos < m->hdrsize) {
-				if (fo.holder == msg)
-					fo.holder = NULL;
-				if (msg->fd != IBUF_FD_VIEW) {
-					if (msg->fd == fo.fd)
-						fo.fd = -1;
-					ibuf_free(msg);
-				}
-				errno = EBADMSG;
-				goto fail;
-			}
-			m->rmsg = msg;
 		}
-		left = m->rlen - off;
-		n = m->rmsg->max - m->rmsg->wpos;
-		if (n > left)
-			n = left;
-		src = data + off;
-		if (rmsg_inplace(m)) {
-			m->rmsg->wpos += n;
-		} else {
-			/* Storage is usually there already; else let it grow. */
-			if (n <= m->rmsg->size - m->rmsg->wpos) {
-				memcpy(m->rmsg->buf + m->rmsg->wpos, src, n);
-				m->rmsg->wpos += n;
-			} else if (ibuf_add(m->rmsg, src, n) == -1)
-				goto fail;
-			libimsg__wipe(src, n);
+		if ((n = fill_message(m, m->rbuf + off, m->rlen - off)) == -1) {
+			r = -1;
+			break;
 		}
-		off += n;
-		finish_message(m);
+		off += (size_t)n;
 	}
-	settle_fds(m, &fo, kept, rstart, off < m->rlen ? (ssize_t)off : -1);
-	m->rhead = off;
-	m->rwait = wait;
-	return 1;
-
-fail:
-	saved_errno = errno;
-	settle_fds(m, &fo, kept, rstart, -1);
-	/* Nothing more is read from this stream: drop what is left of it. */
-	libimsg__wipe(data + off, m->rlen - off);
-	m->rhead = m->rlen = off;
-	m->rwait = 0;
-	errno = saved_errno;
-	return -1;
-}
-
-/*
- * Start blk (the read block, started over, or a fresh one) with what the
- * last read left unparsed, moved to its start; wipe where that was.
- */
-static void
-rblk_move_tail(struct msgbuf *m, struct mblock *blk)
-{
-	unsigned char *from = mblock_data(m->rblk), *to = mblock_data(blk);
-	size_t keep = m->rlen - m->rhead, stale;
-
-	if (keep > 0 && (blk != m->rblk || m->rhead > 0)) {
-		memmove(to, from + m->rhead, keep);
-		/* In the same block the copy may overlap what it came from. */
-		stale = blk == m->rblk && m->rhead < keep ? keep : m->rhead;
-		libimsg__wipe(from + stale, m->rlen - stale);
-	}
-	m->rhead = 0;
-	m->rlen = keep;
-	m->rtop = blk->size;
-}
-
-/*
- * The message being filled in place keeps its block from starting over,
- * and a reader that frees every message it gets would then walk through
- * the whole block and out of the cache.  When it is the only message
- * left in the block, move what it has so far to the start instead: a
- * copy of part of one message buys reads into warm memory.
- */
-static void
-rblk_compact(struct msgbuf *m)
-{
-	unsigned char *data = mblock_data(m->rblk);
-	struct ibuf *msg = m->rmsg;
-	size_t off = (size_t)(msg->buf - data), have = msg->wpos;
-	size_t len = msg->max;
-	int fd = msg->fd;
-
-	if (off == 0 || !libimsg__mblock_restart(m->rblk, 1))
-		return;
-	/* The old box lies above the message: the move cannot reach it. */
-	memmove(data, msg->buf, have);
-	libimsg__wipe(data + (off > have ? off : have),
-	    off > have ? have : off);
-	m->rhead = m->rlen = have;
-	m->rtop = m->rblk->size;
-	/* Made again at the top, with what the old one held. */
-	msg = inplace_at(m, 0, len);
-	msg->wpos = have;
-	msg->fd = fd;
-	m->rmsg = msg;
-}
-
-/*
- * Make room to read into.  A block whose messages are all gone starts
- * over: a reader that frees what it gets before reading again reads
- * into the same memory every time.  A block with messages still out and
- * too little room left for a useful read is retired for a fresh one.
- * The bytes of a message being filled in place must follow it where it
- * is (its room was set aside when it began), unless it can move.
- */
-static int
-rblk_prepare(struct msgbuf *m)
-{
-	struct mblock *blk;
-
-	if (rmsg_inplace(m)) {
-		rblk_compact(m);
-		return 0;
-	}
-	/*
-	 * Reads that bring little (a message at a time) go on where the
-	 * last one ended until they are some way in: the same few pages
-	 * either way, without a look at the block's count before each read.
-	 */
-	if (m->rblk != NULL && (m->rlen >= MSGBUF_RESTART_AT ||
-	    m->rtop - m->rlen < MSGBUF_READ_MIN) &&
-	    libimsg__mblock_restart(m->rblk, 0)) {
-		rblk_move_tail(m, m->rblk);
-		return 0;
-	}
-	if (m->rblk != NULL && m->rtop - m->rlen >= MSGBUF_READ_MIN)
-		return 0;
-	if ((blk = libimsg__mblock_new()) == NULL) {
-		/* Go on with what is left, if anything is. */
-		if (m->rblk != NULL && m->rtop > m->rlen)
-			return 0;
-		return -1;
-	}
-	if (m->rblk != NULL) {
-		rblk_move_tail(m, blk);
-		libimsg__mblock_retire(m->rblk);
-	} else {
-		m->rhead = m->rlen = 0;
-		m->rtop = blk->size;
-	}
-	m->rblk = blk;
-	return 0;
+	*offp = off;
+	return r;
 }
 
 /* Keep the first descriptor of the first SCM_RIGHTS; close all others. */
@@ -425,16 +203,238 @@ take_fd(struct msghdr *msg)
 	return fd;
 }
 
+/* Wipe the bytes of rbuf before off and move what is left to its start. */
+static void
+rbuf_shift(struct msgbuf *m, size_t off)
+{
+	size_t keep = m->rlen - off;
+
+	if (off == 0)
+		return;
+	memmove(m->rbuf, m->rbuf + off, keep);
+	libimsg__wipe(m->rbuf + keep, m->rlen - keep);
+	m->rlen = keep;
+}
+
+/*
+ * The read that brought a descriptor ended inside a header that began in
+ * it: when our buffer, not the kernel, cut that read, the rest of the
+ * header is already queued in the socket.  Read just that, so the header
+ * can claim the descriptor now, while the messages before it in this
+ * read can still give it up.  Returns the bytes added, 0 if none came.
+ */
+static size_t
+complete_header(int sock, struct msgbuf *m)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(2 * sizeof(int))];
+	} cmsgbuf;
+	struct iovec iov;
+	struct msghdr msg;
+	ssize_t n;
+	int fd;
+
+	iov.iov_base = m->rbuf + m->rlen;
+	iov.iov_len = m->hdrsize - m->rlen;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	memset(&cmsgbuf, 0, sizeof(cmsgbuf));
+	msg.msg_control = cmsgbuf.buf;
+	msg.msg_controllen = sizeof(cmsgbuf.buf);
+	do {
+		n = recvmsg(sock, &msg, MSG_DONTWAIT);
+	} while (n == -1 && errno == EINTR);
+	/* The rest of a header brings no descriptor of a well-behaved peer. */
+	if ((fd = take_fd(&msg)) != -1)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	m->rlen += (size_t)n;
+	return (size_t)n;
+}
+
+/*
+ * Cut everything in rbuf into messages; rstart is where this read's
+ * bytes begin (before it: a header kept from the last read).  fd is the
+ * descriptor this read brought, or -1.
+ */
+static int
+process(int sock, struct msgbuf *m, size_t rstart, int fd)
+{
+	struct fdoffer fo;
+	size_t off = 0;
+	int r, saved_errno;
+
+	fo.fd = fd;
+	fo.holder = NULL;
+	fo.pend = m->rpendfd;
+	m->rpendfd = -1;
+	r = cut_messages(m, &off, rstart, &fo);
+	if (r == 0 && fd != -1 && off < m->rlen && off >= rstart) {
+		rbuf_shift(m, off);
+		off = 0;
+		rstart = 0;
+		if (complete_header(sock, m) > 0)
+			r = cut_messages(m, &off, rstart, &fo);
+	}
+	saved_errno = errno;
+	settle_fds(m, &fo, rstart, r == 0 && off < m->rlen ? (ssize_t)off : -1);
+	/* Nothing more is read from a failed stream: drop what is left. */
+	if (r == -1)
+		off = m->rlen;
+	rbuf_shift(m, off);
+	errno = saved_errno;
+	return r;
+}
+
 /* Every later read fails the same way: the stream cannot be trusted. */
 static int
 read_fail(struct msgbuf *m)
 {
 	m->rerr = errno;
+	if (m->rpendfd != -1)
+		close(m->rpendfd);
+	m->rpendfd = -1;
+	libimsg__wipe(m->rbuf, m->rlen);
+	free(m->rbuf);
+	m->rbuf = NULL;
+	m->rcap = m->rlen = 0;
 	return -1;
 }
 
+/* The read buffer's size: small, unless reads fill it (or headers are big). */
+static size_t
+rbuf_want(const struct msgbuf *m)
+{
+	if (m->rbig || m->hdrsize > MSGBUF_SMALL / 4)
+		return MSGBUF_LARGE;
+	return MSGBUF_SMALL;
+}
+
+/* Make sure there is a read buffer of the size traffic calls for. */
 static int
-read_common(int sock, struct msgbuf *m, int fdpass)
+rbuf_prepare(struct msgbuf *m)
+{
+	unsigned char *nbuf;
+	size_t want = rbuf_want(m);
+
+	if (m->rbuf != NULL && m->rcap >= want)
+		return 0;
+	if ((nbuf = malloc(want)) == NULL)
+		return m->rbuf != NULL ? 0 : -1;
+	if (m->rbuf != NULL) {
+		memcpy(nbuf, m->rbuf, m->rlen);
+		libimsg__wipe(m->rbuf, m->rlen);
+		free(m->rbuf);
+	}
+	m->rbuf = nbuf;
+	m->rcap = want;
+	return 0;
+}
+
+/*
+ * After a read: a buffer the read filled means traffic that calls for
+ * a large one; an empty one the read did not fill goes, so a channel
+ * that falls idle keeps no read buffer.
+ */
+static void
+rbuf_settle(struct msgbuf *m, int filled)
+{
+	m->rbig = filled;
+	if (m->rlen > 0 || filled || m->rbuf == NULL)
+		return;
+	free(m->rbuf);
+	m->rbuf = NULL;
+	m->rcap = 0;
+}
+
+/*
+ * Room already allocated in the message being filled, up to its end;
+ * the kernel copies straight into it.
+ */
+static size_t
+direct_room(const struct msgbuf *m)
+{
+	struct ibuf *msg = m->rmsg;
+	size_t cap;
+
+	if (msg == NULL)
+		return 0;
+	cap = ibuf_box(msg)->cap;
+	if (cap > msg->max)
+		cap = msg->max;
+	return cap > msg->wpos ? cap - msg->wpos : 0;
+}
+
+/*
+ * Set up iov for one read: straight into the message being filled, then
+ * into rbuf for what follows it, unless the message is large and left
+ * to finish with a read of its own.  Returns the iovec count, -1.
+ */
+static int
+read_iov(struct msgbuf *m, struct iovec *iov, size_t *direct)
+{
+	int n = 0;
+
+	if ((*direct = direct_room(m)) > 0) {
+		iov[n].iov_base = m->rmsg->buf + m->rmsg->wpos;
+		iov[n].iov_len = *direct;
+		n++;
+		if (*direct == m->rmsg->max - m->rmsg->wpos &&
+		    *direct >= MSGBUF_DIRECT_ALONE)
+			return n;
+	}
+	if (rbuf_prepare(m) == -1)
+		return -1;
+	iov[n].iov_base = m->rbuf + m->rlen;
+	iov[n].iov_len = m->rcap - m->rlen;
+	return n + 1;
+}
+
+/* One recvmsg (readv on a pipe); EINTR and a pipe's ENOTSOCK retried. */
+static ssize_t
+read_once(int sock, struct msgbuf *m, struct msghdr *msg, int flags)
+{
+	ssize_t n;
+
+	for (;;) {
+		if (m->notsock == sock + 1)
+			n = readv(sock, msg->msg_iov, (int)msg->msg_iovlen);
+		else
+			n = recvmsg(sock, msg, flags);
+		if (n != -1 || (errno != EINTR && errno != EMSGSIZE &&
+		    (errno != ENOTSOCK || m->notsock == sock + 1)))
+			return n;
+		/* Upstream reads pipes too; they cannot carry descriptors. */
+		if (errno == ENOTSOCK)
+			m->notsock = sock + 1;
+	}
+}
+
+/* Count n bytes read: first into the message being filled, then rbuf. */
+static size_t
+read_account(struct msgbuf *m, size_t n, size_t direct)
+{
+	if (direct > 0) {
+		if (direct > n)
+			direct = n;
+		m->rmsg->wpos += direct;
+		if (m->rmsg->wpos > m->rmsg->size)
+			m->rmsg->size = m->rmsg->wpos;
+		finish_message(m);
+	}
+	m->rlen += n - direct;
+	return n - direct;
+}
+
+/*
+ * One read and what it brings.  Returns 1, 0 at end of file, -1; *filled
+ * tells whether the read took all the room offered in rbuf.
+ */
+static int
+read_step(int sock, struct msgbuf *m, int fdpass, int flags, int *filled)
 {
 	union {
 		struct cmsghdr	hdr;
@@ -443,53 +443,13 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 	} cmsgbuf;
 	struct iovec iov[2];
 	struct msghdr msg;
-	struct ibuf *rmsg;
-	size_t direct = 0, rstart, got, room;
+	size_t direct, rstart = m->rlen;
 	ssize_t n;
-	int fd, iovcnt = 0;
+	int fd, iovcnt, into_rbuf;
 
-	if (m->readhdr == NULL) {
-		errno = EINVAL;
+	*filled = 0;
+	if ((iovcnt = read_iov(m, iov, &direct)) == -1)
 		return -1;
-	}
-	if (m->rerr != 0) {
-		errno = m->rerr;
-		return -1;
-	}
-	/* This may move the message being filled: take it only after. */
-	if (rblk_prepare(m) == -1)
-		return -1;
-	rmsg = m->rmsg;
-
-	if (rmsg != NULL && !rmsg_inplace(m)) {
-		/* Room already allocated in the message, up to its end. */
-		direct = ibuf_box(rmsg)->cap;
-		if (direct > rmsg->max)
-			direct = rmsg->max;
-		direct = direct > rmsg->wpos ? direct - rmsg->wpos : 0;
-		if (direct > 0) {
-			iov[iovcnt].iov_base = rmsg->buf + rmsg->wpos;
-			iov[iovcnt].iov_len = direct;
-			iovcnt++;
-		}
-	}
-	rstart = m->rlen;
-	/*
-	 * Finish a large message with a read of its own: the next header
-	 * is then parsed after the caller had a chance to free this one, so
-	 * its storage is recycled and the reader holds one large message,
-	 * not two.
-	 */
-	if (direct == 0 || rmsg->max <= MSGBUF_READ_MAX ||
-	    direct < rmsg->max - rmsg->wpos) {
-		room = m->rtop - m->rlen;
-		if (room > MSGBUF_READ_MAX)
-			room = MSGBUF_READ_MAX;
-		iov[iovcnt].iov_base = mblock_data(m->rblk) + m->rlen;
-		iov[iovcnt].iov_len = room;
-		iovcnt++;
-	}
-
 	memset(&msg, 0, sizeof(msg));
 	msg.msg_iov = iov;
 	msg.msg_iovlen = iovcnt;
@@ -498,24 +458,11 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 		msg.msg_control = cmsgbuf.buf;
 		msg.msg_controllen = sizeof(cmsgbuf.buf);
 	}
-
-	for (;;) {
-		if (m->notsock == sock + 1)
-			n = readv(sock, iov, iovcnt);
-		else
-			n = recvmsg(sock, &msg, 0);
-		if (n != -1)
-			break;
-		if (errno == EINTR || errno == EMSGSIZE)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return 1;
-		/* Upstream reads pipes too; they cannot carry descriptors. */
-		if (errno == ENOTSOCK && m->notsock != sock + 1) {
-			m->notsock = sock + 1;
-			continue;
-		}
-		return read_fail(m);
+	if ((n = read_once(sock, m, &msg, flags)) == -1) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return read_fail(m);
+		rbuf_settle(m, 0);
+		return 1;
 	}
 	/*
 	 * Without fdpass there is no control buffer and the kernel disposes
@@ -527,24 +474,50 @@ read_common(int sock, struct msgbuf *m, int fdpass)
 	if (n == 0) {
 		if (fd != -1)
 			close(fd);
+		rbuf_settle(m, 0);
 		return 0;
 	}
-
-	got = (size_t)n;
-	if (direct > 0) {
-		if (got < direct)
-			direct = got;
-		if (rmsg->wpos + direct > rmsg->size)
-			rmsg->size = rmsg->wpos + direct;
-		rmsg->wpos += direct;
-		got -= direct;
-		finish_message(m);
-	}
-	m->rlen += got;
-
-	if (process(m, rstart, fd) == -1)
+	into_rbuf = iov[iovcnt - 1].iov_base == m->rbuf + m->rlen;
+	*filled = read_account(m, (size_t)n, direct) ==
+	    iov[iovcnt - 1].iov_len && into_rbuf;
+	if (process(sock, m, rstart, fd) == -1)
 		return read_fail(m);
+	if (m->rbuf != NULL)
+		rbuf_settle(m, *filled);
 	return 1;
+}
+
+/*
+ * A read that filled rbuf and left a message of less than a large read
+ * unfinished is followed by one more, which does not wait: the kernel
+ * most likely has the rest, and such a message then arrives with one
+ * call, as it would with a large read buffer from the start.
+ */
+static int
+read_common(int sock, struct msgbuf *m, int fdpass)
+{
+	int filled, r, saved_errno;
+
+	if (m->readhdr == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (m->rerr != 0) {
+		errno = m->rerr;
+		return -1;
+	}
+	r = read_step(sock, m, fdpass, 0, &filled);
+	if (r == 1 && filled && m->rmsg != NULL && m->notsock != sock + 1 &&
+	    m->rmsg->max - m->rmsg->wpos < MSGBUF_LARGE) {
+		/* Its end of file or error is the next call's to report. */
+		saved_errno = errno;
+		(void)read_step(sock, m, fdpass, MSG_DONTWAIT, &filled);
+		errno = saved_errno;
+	}
+#ifdef LIBIMSG_DEBUG
+	libimsg__read_check(m);
+#endif
+	return r;
 }
 
 int
@@ -558,3 +531,34 @@ msgbuf_read(int fd, struct msgbuf *m)
 {
 	return read_common(fd, m, 1);
 }
+
+#ifdef LIBIMSG_DEBUG
+#include <stdio.h>
+
+static void
+read_check_fail(const char *what)
+{
+	fprintf(stderr, "libimsg: read state broken: %s\n", what);
+	abort();
+}
+
+/* The invariants the comments of struct msgbuf and this file state. */
+void
+libimsg__read_check(const struct msgbuf *m)
+{
+	if (m->rbuf == NULL && (m->rlen != 0 || m->rcap != 0))
+		read_check_fail("bytes kept without a read buffer");
+	if (m->rlen > m->rcap)
+		read_check_fail("more bytes kept than the buffer holds");
+	if (m->rmsg != NULL && m->rlen != 0)
+		read_check_fail("bytes kept while a message is being filled");
+	if (m->rmsg == NULL && m->rlen >= m->hdrsize)
+		read_check_fail("a whole header left unparsed");
+	if (m->rmsg != NULL && m->rmsg->wpos >= m->rmsg->max)
+		read_check_fail("a whole message not queued");
+	if (m->rpendfd != -1 && (m->rmsg != NULL || m->rlen == 0))
+		read_check_fail("a descriptor waits for no header");
+	if (m->rbuf != NULL && m->rlen == 0 && !m->rbig && m->rerr == 0)
+		read_check_fail("an idle read buffer kept");
+}
+#endif
