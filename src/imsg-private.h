@@ -67,10 +67,32 @@
 
 struct ibuf_box {
 	size_t		 cap;		/* bytes of storage at ib.buf */
-	unsigned int	 flags;
+	uint16_t	 flags;
+	uint16_t	 slaboff;	/* in a slab: 16-byte units from it */
 	struct ibuf	 ib;
 } LIBIMSG_ALIGN16;
 #define IBUF_BOX_BATCH		0x01
+#define IBUF_BOX_SLAB		0x02
+
+/*
+ * A slab: received messages of up to MSGBUF_SLAB_MSGMAX bytes, box and
+ * storage together, carved one after the other by one reader, so that a
+ * read of many small messages costs one malloc, not one each.  A message
+ * kept pins its slab, and slabs are small: it then costs at most
+ * MSGBUF_SMALL bytes.  Messages may be freed on any thread, so the count
+ * is atomic; the reader counts what it carves privately (carved) and
+ * adds it when it moves on (retire), after which refs reaches 0 with the
+ * last free.  Until then refs is minus the frees so far.
+ */
+struct slab {
+	int32_t		 refs;		/* atomic; see above */
+	uint32_t	 carved;	/* messages carved (reader only) */
+	size_t		 used;		/* bytes carved, header included */
+} LIBIMSG_ALIGN16;
+#define MSGBUF_SLAB_MSGMAX	(MSGBUF_SMALL / 4)
+#if MSGBUF_SMALL / 16 > 65535
+#error "a slab offset must fit ibuf_box.slaboff"
+#endif
 
 static inline struct ibuf_box *
 ibuf_box(struct ibuf *b)
@@ -126,6 +148,7 @@ struct msgbuf {
 	size_t			 rlen;		/* bytes of a header at rbuf */
 	int			 rbig;		/* reads fill rbuf: make it large */
 	struct ibuf		*rmsg;		/* message being filled */
+	struct slab		*rslab;		/* slab small messages come from */
 	struct ibuf		*(*readhdr)(struct ibuf *, void *, int *);
 	void			*rarg;
 	size_t			 hdrsize;
@@ -138,6 +161,8 @@ struct msgbuf {
 /* alloc.c */
 struct ibuf	*libimsg__ibuf_alloc(size_t, size_t);
 void		 libimsg__ibuf_release(struct ibuf *);
+struct ibuf	*libimsg__slab_carve(struct slab **, size_t);
+void		 libimsg__slab_retire(struct slab *);
 
 /* ibuf.c */
 void		*libimsg__ibuf_reserve_raw(struct ibuf *, size_t);
@@ -182,6 +207,7 @@ void		*libimsg__msgbuf_batch_new(struct msgbuf *, size_t);
 void		 libimsg__msgbuf_drain(struct msgbuf *, size_t);
 void		 libimsg__msgbuf_drop_head(struct msgbuf *);
 void		 libimsg__msgbuf_claim_last(struct msgbuf *);
+struct ibuf	*libimsg__msgbuf_msg_alloc(struct msgbuf *, size_t);
 
 static inline struct wbatch *
 wbatch_of(struct ibuf *b)

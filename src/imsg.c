@@ -34,8 +34,7 @@ imsg_parse_hdr(struct ibuf *buf, void *arg, int *fd)
 		errno = ERANGE;
 		return NULL;
 	}
-	if ((b = libimsg__ibuf_alloc(len & ~IMSG_FD_MARK,
-	    len & ~IMSG_FD_MARK)) == NULL)
+	if ((b = libimsg__msgbuf_msg_alloc(ib->w, len & ~IMSG_FD_MARK)) == NULL)
 		return NULL;
 	if ((len & IMSG_FD_MARK) && *fd != -1) {
 		b->fd = *fd;

@@ -59,6 +59,18 @@ libimsg__msgbuf_claim_last(struct msgbuf *m)
 	m->fdlast = 1;
 }
 
+/*
+ * Storage for a received message of len bytes, for the library's own
+ * header callbacks: small ones share the reader's slab.
+ */
+struct ibuf *
+libimsg__msgbuf_msg_alloc(struct msgbuf *m, size_t len)
+{
+	if (len <= MSGBUF_SLAB_MSGMAX)
+		return libimsg__slab_carve(&m->rslab, len);
+	return libimsg__ibuf_alloc(len, len);
+}
+
 void
 msgbuf_clear(struct msgbuf *m)
 {
@@ -68,6 +80,9 @@ msgbuf_clear(struct msgbuf *m)
 	m->wbatch = NULL;
 	ibuf_free(m->rmsg);
 	m->rmsg = NULL;
+	/* Messages still out keep their slab until they are freed. */
+	libimsg__slab_retire(m->rslab);
+	m->rslab = NULL;
 	libimsg__wipe(m->rbuf, m->rlen);
 	free(m->rbuf);
 	m->rbuf = NULL;
@@ -187,8 +202,13 @@ libimsg__msgbuf_drop_head(struct msgbuf *m)
 	if ((b = libimsg__q_pop(&m->wq)) == NULL)
 		return;
 	m->queued -= unsent_msgs(b);
-	if (m->wbatch == b)
-		m->wbatch = NULL;
+	if (ibuf_box(b)->flags & IBUF_BOX_BATCH) {
+		if (m->wbatch == b)
+			m->wbatch = NULL;
+		/* What was sent is wiped already, beyond wpos is unused. */
+		libimsg__wipe(b->buf + b->rpos, b->wpos - b->rpos);
+		b->size = 0;
+	}
 	ibuf_free(b);
 }
 

@@ -301,6 +301,8 @@ read_fail(struct msgbuf *m)
 	free(m->rbuf);
 	m->rbuf = NULL;
 	m->rcap = m->rlen = 0;
+	libimsg__slab_retire(m->rslab);
+	m->rslab = NULL;
 	return -1;
 }
 
@@ -335,19 +337,22 @@ rbuf_prepare(struct msgbuf *m)
 }
 
 /*
- * After a read: a buffer the read filled means traffic that calls for
- * a large one; an empty one the read did not fill goes, so a channel
- * that falls idle keeps no read buffer.
+ * After a read of n bytes: a read that filled the buffer calls for a
+ * large one.  A read of less than a small buffer that left nothing
+ * behind is light traffic: the reader then gives back its read buffer
+ * and its slab, so a channel that falls idle holds neither.
  */
 static void
-rbuf_settle(struct msgbuf *m, int filled)
+rbuf_settle(struct msgbuf *m, size_t n, int filled)
 {
 	m->rbig = filled;
-	if (m->rlen > 0 || filled || m->rbuf == NULL)
+	if (m->rlen > 0 || n >= MSGBUF_SMALL)
 		return;
 	free(m->rbuf);
 	m->rbuf = NULL;
 	m->rcap = 0;
+	libimsg__slab_retire(m->rslab);
+	m->rslab = NULL;
 }
 
 /*
@@ -461,7 +466,7 @@ read_step(int sock, struct msgbuf *m, int fdpass, int flags, int *filled)
 	if ((n = read_once(sock, m, &msg, flags)) == -1) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return read_fail(m);
-		rbuf_settle(m, 0);
+		rbuf_settle(m, 0, 0);
 		return 1;
 	}
 	/*
@@ -474,7 +479,7 @@ read_step(int sock, struct msgbuf *m, int fdpass, int flags, int *filled)
 	if (n == 0) {
 		if (fd != -1)
 			close(fd);
-		rbuf_settle(m, 0);
+		rbuf_settle(m, 0, 0);
 		return 0;
 	}
 	into_rbuf = iov[iovcnt - 1].iov_base == m->rbuf + m->rlen;
@@ -482,8 +487,7 @@ read_step(int sock, struct msgbuf *m, int fdpass, int flags, int *filled)
 	    iov[iovcnt - 1].iov_len && into_rbuf;
 	if (process(sock, m, rstart, fd) == -1)
 		return read_fail(m);
-	if (m->rbuf != NULL)
-		rbuf_settle(m, *filled);
+	rbuf_settle(m, (size_t)n, *filled);
 	return 1;
 }
 
@@ -558,7 +562,7 @@ libimsg__read_check(const struct msgbuf *m)
 		read_check_fail("a whole message not queued");
 	if (m->rpendfd != -1 && (m->rmsg != NULL || m->rlen == 0))
 		read_check_fail("a descriptor waits for no header");
-	if (m->rbuf != NULL && m->rlen == 0 && !m->rbig && m->rerr == 0)
-		read_check_fail("an idle read buffer kept");
+	if (m->rerr != 0 && (m->rbuf != NULL || m->rslab != NULL))
+		read_check_fail("a failed reader keeps memory");
 }
 #endif
