@@ -279,3 +279,56 @@ DRV(imsg_warm)(const struct bcase *w, int a, int b)
 	imsgbuf_clear(&wa);
 	imsgbuf_clear(&wb);
 }
+
+/* -1: both ends in one process, for callgrind (--toggle-collect). */
+static void NOINLINE
+DRV(single_loop)(struct imsgbuf *w, struct imsgbuf *r, const struct bcase *c,
+    uint64_t n, unsigned int batch)
+{
+	struct imsg imsg;
+	uint64_t sent = 0, got = 0;
+	unsigned int k, idle = 0;
+	int g;
+
+	while (got < n) {
+		for (k = 0; k < batch && sent < n; k++)
+			DRV(imsg_put)(w, c, sent++, -1);
+		do {
+			if (imsgbuf_queuelen(w) > 0 && imsgbuf_write(w) == -1)
+				die("imsgbuf_write: %s", strerror(errno));
+			if (imsgbuf_read(r) != 1)
+				die("imsgbuf_read: %s", strerror(errno));
+			while ((g = imsgbuf_get(r, &imsg)) == 1) {
+				DRV(imsg_check)(c, &imsg, got++);
+				imsg_free(&imsg);
+				idle = 0;
+			}
+			if (g == -1)
+				die("imsgbuf_get: %s", strerror(errno));
+			if (++idle > 1000)
+				die("no progress at message %llu",
+				    (unsigned long long)got);
+		} while (got < sent);
+	}
+}
+
+/* The loop over sockets a and b; its time, and allocations in *allocs. */
+static double
+DRV(single_run)(const struct bcase *c, int a, int b, unsigned int batch,
+    uint64_t *allocs)
+{
+	struct imsgbuf w, r;
+	uint64_t a0;
+	double t0, t1;
+
+	DRV(imsg_setup)(&w, c, a);
+	DRV(imsg_setup)(&r, c, b);
+	a0 = alloc_count();
+	t0 = now();
+	DRV(single_loop)(&w, &r, c, c->count, batch);
+	t1 = now();
+	*allocs = alloc_count() - a0;
+	imsgbuf_clear(&w);
+	imsgbuf_clear(&r);
+	return t1 - t0;
+}

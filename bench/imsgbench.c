@@ -1397,45 +1397,15 @@ print_table_plain(struct summary *sums)
 	    "factor; pl/raw: plain against the raw baseline\n");
 }
 
-/* -1: one process, both ends, for callgrind. */
-
-static void NOINLINE
-single_loop(struct imsgbuf *w, struct imsgbuf *r, const struct bcase *c,
-    uint64_t n, unsigned int batch)
-{
-	struct imsg imsg;
-	uint64_t sent = 0, got = 0;
-	unsigned int k, idle = 0;
-	int g;
-
-	while (got < n) {
-		for (k = 0; k < batch && sent < n; k++)
-			imsg_put(w, c, sent++, -1);
-		do {
-			if (imsgbuf_queuelen(w) > 0 && imsgbuf_write(w) == -1)
-				die("imsgbuf_write: %s", strerror(errno));
-			if (imsgbuf_read(r) != 1)
-				die("imsgbuf_read: %s", strerror(errno));
-			while ((g = imsgbuf_get(r, &imsg)) == 1) {
-				imsg_check(c, &imsg, got++);
-				imsg_free(&imsg);
-				idle = 0;
-			}
-			if (g == -1)
-				die("imsgbuf_get: %s", strerror(errno));
-			if (++idle > 1000)
-				die("no progress at message %llu",
-				    (unsigned long long)got);
-		} while (got < sent);
-	}
-}
+/* -1: one process, both ends, for callgrind (the loop is in the driver). */
 
 static void
 single_mode(struct bcase *c, uint64_t n, unsigned int batch)
 {
-	struct imsgbuf w, r;
-	uint64_t a0, a1;
-	double t0, t1;
+	const char *loop = n_impl > I_PLAIN ? "plain_single_loop" :
+	    "single_loop";
+	uint64_t allocs;
+	double secs;
 	int sv[2];
 
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
@@ -1443,29 +1413,25 @@ single_mode(struct bcase *c, uint64_t n, unsigned int batch)
 	set_nonblock(sv[0]);
 	set_nonblock(sv[1]);
 	c->count = n;
-	imsg_setup(&w, c, sv[0]);
-	imsg_setup(&r, c, sv[1]);
-	a0 = alloc_count();
-	t0 = now();
-	single_loop(&w, &r, c, n, batch);
-	t1 = now();
-	a1 = alloc_count();
-	imsgbuf_clear(&w);
-	imsgbuf_clear(&r);
+	if (n_impl > I_PLAIN)
+		secs = plain_single_run(c, sv[0], sv[1], batch, &allocs);
+	else
+		secs = single_run(c, sv[0], sv[1], batch, &allocs);
 	close(sv[0]);
 	close(sv[1]);
-	printf("single process: %llu messages of %zu-byte payload (%zu B "
+	printf("single process%s: %llu messages of %zu-byte payload (%zu B "
 	    "framed), composed %u at a time, written, read, got, checked "
-	    "and freed\n", (unsigned long long)n, c->paylen,
-	    c->paylen + IMSG_HEADER_SIZE, batch);
+	    "and freed\n", n_impl > I_PLAIN ? ", plain" : "",
+	    (unsigned long long)n, c->paylen, c->paylen + IMSG_HEADER_SIZE,
+	    batch);
 	printf("messages: %llu\n", (unsigned long long)n);
 	printf("time: %.3f s, %.0f ns/message (meaningless under valgrind)\n",
-	    t1 - t0, (t1 - t0) * 1e9 / (double)n);
-	printf("allocations: %.4f per message%s\n", per(a1 - a0, n),
+	    secs, secs * 1e9 / (double)n);
+	printf("allocations: %.4f per message%s\n", per(allocs, n),
 	    HAVE_ALLOC_SHIM ? "" : " (not counted in this build)");
-	printf("instructions/message = Ir of single_loop (inclusive) / %llu; "
-	    "e.g. valgrind --tool=callgrind --toggle-collect=single_loop\n",
-	    (unsigned long long)n);
+	printf("instructions/message = Ir of %s (inclusive) / %llu; "
+	    "e.g. valgrind --tool=callgrind --toggle-collect=%s\n", loop,
+	    (unsigned long long)n, loop);
 }
 
 /* Set-up and options. */
@@ -1550,6 +1516,7 @@ usage(void)
 	    "  -a  print allocator calls per message by kind\n"
 	    "  -p  also run plain, the simplest build of the API, and "
 	    "compare\n"
+	    "      (with -1: plain's loop instead of libimsg's)\n"
 	    "  -1  single process, 64-byte messages, for callgrind\n"
 	    "  -b  with -1: messages composed per write (default 512)\n"
 	    "cases:\n");
