@@ -154,7 +154,7 @@ alloc_count(void)
 /* The cases. */
 
 enum kind { K_STREAM, K_FD, K_PINGPONG };
-enum impl { I_IMSG, I_RAW, I_NIMPL };
+enum impl { I_IMSG, I_RAW, I_PLAIN, I_NIMPL };
 
 struct bcase {
 	const char	*num;
@@ -235,6 +235,8 @@ static int		 refd[2] = { -1, -1 };	/* passed in case 7 */
 static struct stat	 refst[2];
 static int		 pin_cpu = -1;
 static int		 verbose_allocs;
+static int		 n_impl = I_PLAIN;	/* I_NIMPL with -p: plain too */
+static const char	*impl_names[I_NIMPL] = { "libimsg", "raw", "plain" };
 
 static struct side_result *g_res;	/* set in children */
 static int		 g_resfd = -1;
@@ -470,241 +472,18 @@ check_fd(int fd, uint64_t seq)
 	close(fd);
 }
 
-/* The libimsg side. */
+/* The imsg side, once for libimsg and once for plain (see main). */
 
-static void
-imsg_setup(struct imsgbuf *ib, const struct bcase *c, int fd)
-{
-	if (imsgbuf_init(ib, fd) == -1)
-		die("imsgbuf_init: %s", strerror(errno));
-	if (c->paylen + IMSG_HEADER_SIZE > MAX_IMSGSIZE &&
-	    imsgbuf_set_maxsize(ib, (uint32_t)c->paylen) == -1)
-		die("imsgbuf_set_maxsize: %s", strerror(errno));
-	if (c->kind == K_FD)
-		imsgbuf_allow_fdpass(ib);
-}
-
-static void
-imsg_put(struct imsgbuf *ib, const struct bcase *c, uint64_t seq, int fd)
-{
-	struct iovec iov[2];
-	int cnt = 0;
-
-	if (c->paylen > 0) {
-		iov[0].iov_base = &seq;
-		iov[0].iov_len = sizeof(seq);
-		iov[1].iov_base = tmpl + sizeof(seq);
-		iov[1].iov_len = c->paylen - sizeof(seq);
-		cnt = c->paylen > sizeof(seq) ? 2 : 1;
-	}
-	if (imsg_composev(ib, c->type, (uint32_t)seq, 0, fd, iov, cnt) == -1)
-		die("imsg_composev: %s", strerror(errno));
-}
-
-/*
- * Write until the queue is empty.  imsgbuf_write makes one system call
- * and does not tell a full socket from a partial write, so wait for room
- * only when no message left: a writer passing a descriptor per message
- * sends one message per call and should not poll between them.
- */
-static void
-imsg_flush_nb(struct imsgbuf *ib)
-{
-	uint32_t q;
-
-	while ((q = imsgbuf_queuelen(ib)) > 0) {
-		if (imsgbuf_write(ib) == -1)
-			die("imsgbuf_write: %s", strerror(errno));
-		if (imsgbuf_queuelen(ib) == q)
-			wait_fd(ib->fd, POLLOUT);
-	}
-}
-
-static void
-imsg_check(const struct bcase *c, struct imsg *imsg, uint64_t seq)
-{
-	size_t len = imsg_get_len(imsg);
-	int fd;
-
-	if (imsg_get_type(imsg) != c->type ||
-	    imsg_get_id(imsg) != (uint32_t)seq || len != c->paylen ||
-	    imsg->hdr.len != len + IMSG_HEADER_SIZE)
-		die("message %llu: type %u id %u len %zu",
-		    (unsigned long long)seq, imsg_get_type(imsg),
-		    imsg_get_id(imsg), len);
-	if (len > 0 && sum64(imsg->data, len) != c->tsum + seq)
-		die("message %llu: bad payload", (unsigned long long)seq);
-	fd = imsg_get_fd(imsg);
-	if (c->kind == K_FD)
-		check_fd(fd, seq);
-	else if (fd != -1)
-		die("message %llu: unexpected descriptor",
-		    (unsigned long long)seq);
-}
-
-/* Read one batch; 0 at end of file. */
-static int
-imsg_fill(struct imsgbuf *ib)
-{
-	int r;
-
-	wait_fd(ib->fd, POLLIN);
-	if ((r = imsgbuf_read(ib)) == -1)
-		die("imsgbuf_read: %s", strerror(errno));
-	return r;
-}
-
-static void
-imsg_expect_eof(struct imsgbuf *ib)
-{
-	struct pollfd pfd;
-	struct imsg imsg;
-	int r;
-
-	pfd.fd = ib->fd;
-	pfd.events = POLLIN;
-	for (;;) {
-		if (poll(&pfd, 1, EOF_TIMEOUT_MS) == 0)
-			die("no end of file after the last message");
-		if ((r = imsgbuf_read(ib)) == -1)
-			die("imsgbuf_read: %s", strerror(errno));
-		if (imsgbuf_get(ib, &imsg) != 0)
-			die("a message after the last one");
-		if (r == 0)
-			return;
-	}
-}
-
-static void
-reader_imsg(const struct bcase *c, int fd, int gofd, struct side_result *res)
-{
-	struct imsgbuf ib;
-	struct imsg imsg;
-	struct meter m;
-	uint64_t seq = 0, n = c->count, warm = n / 8;
-	double t0;
-	int r;
-
-	meter_start(&m);
-	imsg_setup(&ib, c, fd);
-	if (warm == 0)
-		meter_mark(&m, 0);
-	t0 = now();
-	start_writer(gofd);
-	while (seq < n) {
-		if (imsg_fill(&ib) == 0)
-			die("end of file after %llu messages",
-			    (unsigned long long)seq);
-		while ((r = imsgbuf_get(&ib, &imsg)) == 1) {
-			if (seq == n)
-				die("a message after the last one");
-			imsg_check(c, &imsg, seq);
-			imsg_free(&imsg);
-			if (++seq == warm)
-				meter_mark(&m, seq);
-		}
-		if (r == -1)
-			die("imsgbuf_get: %s", strerror(errno));
-	}
-	res->secs = now() - t0;
-	meter_end(&m, n, res);
-	imsg_expect_eof(&ib);
-	imsgbuf_clear(&ib);
-}
-
-static void
-writer_imsg(const struct bcase *c, int fd, struct side_result *res)
-{
-	struct imsgbuf ib;
-	struct meter m;
-	uint64_t seq = 0, n = c->count, warm = n / 8;
-	size_t bytes, msglen = c->paylen + IMSG_HEADER_SIZE;
-	uint32_t k;
-
-	meter_start(&m);
-	imsg_setup(&ib, c, fd);
-	while (seq < n) {
-		for (k = 0, bytes = 0; seq < n && k < c->batch_msgs &&
-		    bytes < c->batch_bytes; k++, seq++, bytes += msglen)
-			imsg_put(&ib, c, seq,
-			    c->kind == K_FD ? dup_ref(seq) : -1);
-		imsg_flush_nb(&ib);
-		if (seq >= warm)
-			meter_mark(&m, seq);
-	}
-	meter_end(&m, n, res);
-	imsgbuf_clear(&ib);
-}
-
-/* The ping-pong client measures; the server echoes each message. */
-static void
-client_imsg(const struct bcase *c, int fd, int gofd, struct side_result *res)
-{
-	struct imsgbuf ib;
-	struct imsg imsg;
-	struct meter m;
-	uint64_t seq, n = c->count, warm = n / 8;
-	double t0;
-	int r;
-
-	meter_start(&m);
-	imsg_setup(&ib, c, fd);
-	if (warm == 0)
-		meter_mark(&m, 0);
-	t0 = now();
-	start_writer(gofd);
-	for (seq = 0; seq < n; seq++) {
-		imsg_put(&ib, c, seq, -1);
-		imsg_flush_nb(&ib);
-		for (;;) {
-			if (imsg_fill(&ib) == 0)
-				die("end of file at round trip %llu",
-				    (unsigned long long)seq);
-			if ((r = imsgbuf_get(&ib, &imsg)) == -1)
-				die("imsgbuf_get: %s", strerror(errno));
-			if (r == 1)
-				break;
-		}
-		imsg_check(c, &imsg, seq);
-		imsg_free(&imsg);
-		if (seq + 1 == warm)
-			meter_mark(&m, seq + 1);
-	}
-	res->secs = now() - t0;
-	meter_end(&m, n, res);
-	imsg_expect_eof(&ib);
-	imsgbuf_clear(&ib);
-}
-
-static void
-server_imsg(const struct bcase *c, int fd, struct side_result *res)
-{
-	struct imsgbuf ib;
-	struct imsg imsg;
-	struct meter m;
-	uint64_t seq = 0, n = c->count, warm = n / 8;
-	int r;
-
-	meter_start(&m);
-	imsg_setup(&ib, c, fd);
-	while (seq < n) {
-		if (imsg_fill(&ib) == 0)
-			die("end of file after %llu messages",
-			    (unsigned long long)seq);
-		while ((r = imsgbuf_get(&ib, &imsg)) == 1) {
-			imsg_check(c, &imsg, seq);
-			imsg_free(&imsg);
-			imsg_put(&ib, c, seq++, -1);
-		}
-		if (r == -1)
-			die("imsgbuf_get: %s", strerror(errno));
-		imsg_flush_nb(&ib);
-		if (seq >= warm)
-			meter_mark(&m, seq);
-	}
-	meter_end(&m, n, res);
-	imsgbuf_clear(&ib);
-}
+#define DRV(name)	name
+#include "imsgbench-drv.h"
+#undef DRV
+#define PLAIN_RENAME
+#include "plain.h"
+#define DRV(name)	plain_##name
+#include "imsgbench-drv.h"
+#undef DRV
+#undef PLAIN_RENAME
+#include "plain.h"
 
 /*
  * The raw side.  sgen produces the stream a libimsg writer would send,
@@ -1202,8 +981,6 @@ static void
 warm_code(void)
 {
 	struct bcase w = cases[1];
-	struct imsgbuf a, b;
-	struct imsg imsg;
 	unsigned char buf[IMSG_HEADER_SIZE + 64];
 	struct sgen g;
 	struct sver v;
@@ -1215,18 +992,9 @@ warm_code(void)
 		die("socketpair: %s", strerror(errno));
 	set_nonblock(sv[0]);
 	set_nonblock(sv[1]);
-	imsg_setup(&a, &w, sv[0]);
-	imsg_setup(&b, &w, sv[1]);
-	for (i = 0; i < w.count; i++) {
-		imsg_put(&a, &w, i, -1);
-		imsg_flush_nb(&a);
-		if (imsg_fill(&b) != 1 || imsgbuf_get(&b, &imsg) != 1)
-			die("warm-up: no message");
-		imsg_check(&w, &imsg, i);
-		imsg_free(&imsg);
-	}
-	imsgbuf_clear(&a);
-	imsgbuf_clear(&b);
+	imsg_warm(&w, sv[0], sv[1]);
+	if (n_impl > I_PLAIN)
+		plain_imsg_warm(&w, sv[0], sv[1]);
 	sgen_init(&g, &w);
 	sver_init(&v, &w);
 	for (i = 0; i < w.count; i++) {
@@ -1241,10 +1009,26 @@ warm_code(void)
 
 enum role { R_READER, R_WRITER };
 
+/* The four sides of each implementation. */
+struct sides {
+	void	(*reader)(const struct bcase *, int, int, struct side_result *);
+	void	(*writer)(const struct bcase *, int, struct side_result *);
+	void	(*client)(const struct bcase *, int, int, struct side_result *);
+	void	(*server)(const struct bcase *, int, struct side_result *);
+};
+
+static const struct sides impl_sides[I_NIMPL] = {
+	{ reader_imsg, writer_imsg, client_imsg, server_imsg },
+	{ reader_raw, writer_raw, client_raw, server_raw },
+	{ plain_reader_imsg, plain_writer_imsg, plain_client_imsg,
+	    plain_server_imsg },
+};
+
 static void NORETURN
 child_main(const struct bcase *c, enum impl impl, enum role role, int sock,
     int gofd, int resfd)
 {
+	const struct sides *sd = &impl_sides[impl];
 	struct side_result res;
 	char go;
 
@@ -1259,23 +1043,15 @@ child_main(const struct bcase *c, enum impl impl, enum role role, int sock,
 		/* Wait until the reader's clock runs. */
 		if (read(gofd, &go, 1) != 1)
 			die("the reader went away before starting");
-		if (c->kind == K_PINGPONG && impl == I_IMSG)
-			server_imsg(c, sock, &res);
-		else if (c->kind == K_PINGPONG)
-			server_raw(c, sock, &res);
-		else if (impl == I_IMSG)
-			writer_imsg(c, sock, &res);
+		if (c->kind == K_PINGPONG)
+			sd->server(c, sock, &res);
 		else
-			writer_raw(c, sock, &res);
+			sd->writer(c, sock, &res);
 	} else {
-		if (c->kind == K_PINGPONG && impl == I_IMSG)
-			client_imsg(c, sock, gofd, &res);
-		else if (c->kind == K_PINGPONG)
-			client_raw(c, sock, gofd, &res);
-		else if (impl == I_IMSG)
-			reader_imsg(c, sock, gofd, &res);
+		if (c->kind == K_PINGPONG)
+			sd->client(c, sock, gofd, &res);
 		else
-			reader_raw(c, sock, gofd, &res);
+			sd->reader(c, sock, gofd, &res);
 	}
 	close(sock);
 	res.ok = 1;
@@ -1316,7 +1092,7 @@ static int
 run_once(const struct bcase *c, enum impl impl, struct run_result *out)
 {
 	struct side_result rr, wr;
-	const char *iname = impl == I_IMSG ? "libimsg" : "raw";
+	const char *iname = impl_names[impl];
 	char who[64];
 	int sv[2], go[2], rres[2], wres[2], bad = 0, i;
 	pid_t rpid, wpid;
@@ -1416,6 +1192,7 @@ struct summary {
 	struct run_result med[I_NIMPL];
 	double		 runs[I_NIMPL][MAXREPS];
 	double		 ratio;
+	double		 ratio_plain;	/* libimsg/plain, with -p */
 };
 
 static void
@@ -1463,34 +1240,15 @@ met(int ok)
 	return ok ? "met" : "MISSED";
 }
 
-static int
-run_case(struct bcase *c, int reps, struct summary *s)
+static void
+print_case(const struct bcase *c, int reps, const struct summary *s)
 {
-	struct run_result runs[I_NIMPL][MAXREPS];
-	const char *unit = c->kind == K_PINGPONG ? "round trips" : "msgs";
-	const char *names[I_NIMPL] = { "libimsg", "raw" };
+	const struct run_result *m;
 	char b1[32];
 	int r, i;
 
-	printf("[%s] %s: %llu %s, %s (%zu B framed)\n", c->num, c->name,
-	    (unsigned long long)c->count, unit, c->what,
-	    c->paylen + IMSG_HEADER_SIZE);
-	/* Alternate, so a change of load hits both about equally. */
-	for (r = 0; r < reps; r++)
-		for (i = 0; i < I_NIMPL; i++)
-			if (run_once(c, (enum impl)i, &runs[i][r]) == -1)
-				return -1;
-	s->c = c;
-	s->done = 1;
-	for (i = 0; i < I_NIMPL; i++) {
-		summarise(runs[i], reps, &s->med[i]);
-		for (r = 0; r < reps; r++)
-			s->runs[i][r] = runs[i][r].rate;
-	}
-	s->ratio = s->med[I_IMSG].rate / s->med[I_RAW].rate;
-
-	for (i = 0; i < I_NIMPL; i++) {
-		printf("    %-8s %10s %s/s %9.1f MB/s  (runs:", names[i],
+	for (i = 0; i < n_impl; i++) {
+		printf("    %-8s %10s %s/s %9.1f MB/s  (runs:", impl_names[i],
 		    fmt_rate(s->med[i].rate, b1, sizeof(b1)),
 		    c->kind == K_PINGPONG ? "rt" : "msg", s->med[i].mbps);
 		for (r = 0; r < reps; r++)
@@ -1499,28 +1257,55 @@ run_case(struct bcase *c, int reps, struct summary *s)
 	}
 	printf("    ratio    %.3f  (target >= %.2f: %s)\n", s->ratio,
 	    c->target, met(s->ratio >= c->target));
-	for (i = 0; i < I_NIMPL; i++)
+	if (n_impl > I_PLAIN)
+		printf("    libimsg/plain %.3f  (plain/raw %.3f)\n",
+		    s->ratio_plain, s->med[I_PLAIN].rate / s->med[I_RAW].rate);
+	for (i = 0; i < n_impl; i++)
 		printf("    %-8s reader: %.4f allocs/msg, %.4f faults/msg "
 		    "(%.4f whole run), peak RSS +%.0f KiB (+%.0f with code); "
-		    "writer: %.4f allocs/msg, %.4f faults/msg\n", names[i],
+		    "writer: %.4f allocs/msg, %.4f faults/msg\n", impl_names[i],
 		    s->med[i].r_allocs, s->med[i].r_flt, s->med[i].r_flt_all,
 		    s->med[i].r_hwm_kib, s->med[i].r_hwm_all_kib,
 		    s->med[i].w_allocs, s->med[i].w_flt);
-	if (verbose_allocs)
-		for (i = 0; i < I_NIMPL; i++)
-			printf("    %-8s per msg: reader malloc %.4f "
-			    "calloc %.4f realloc %.4f free %.4f; writer "
-			    "malloc %.4f calloc %.4f realloc %.4f free %.4f\n",
-			    names[i],
-			    s->med[i].r_calls[A_MALLOC],
-			    s->med[i].r_calls[A_CALLOC],
-			    s->med[i].r_calls[A_REALLOC],
-			    s->med[i].r_calls[A_FREE],
-			    s->med[i].w_calls[A_MALLOC],
-			    s->med[i].w_calls[A_CALLOC],
-			    s->med[i].w_calls[A_REALLOC],
-			    s->med[i].w_calls[A_FREE]);
+	for (i = 0; verbose_allocs && i < n_impl; i++) {
+		m = &s->med[i];
+		printf("    %-8s per msg: reader malloc %.4f calloc %.4f "
+		    "realloc %.4f free %.4f; writer malloc %.4f calloc %.4f "
+		    "realloc %.4f free %.4f\n", impl_names[i],
+		    m->r_calls[A_MALLOC], m->r_calls[A_CALLOC],
+		    m->r_calls[A_REALLOC], m->r_calls[A_FREE],
+		    m->w_calls[A_MALLOC], m->w_calls[A_CALLOC],
+		    m->w_calls[A_REALLOC], m->w_calls[A_FREE]);
+	}
 	fflush(stdout);
+}
+
+static int
+run_case(struct bcase *c, int reps, struct summary *s)
+{
+	struct run_result runs[I_NIMPL][MAXREPS];
+	const char *unit = c->kind == K_PINGPONG ? "round trips" : "msgs";
+	int r, i;
+
+	printf("[%s] %s: %llu %s, %s (%zu B framed)\n", c->num, c->name,
+	    (unsigned long long)c->count, unit, c->what,
+	    c->paylen + IMSG_HEADER_SIZE);
+	/* Alternate, so a change of load hits all about equally. */
+	for (r = 0; r < reps; r++)
+		for (i = 0; i < n_impl; i++)
+			if (run_once(c, (enum impl)i, &runs[i][r]) == -1)
+				return -1;
+	s->c = c;
+	s->done = 1;
+	for (i = 0; i < n_impl; i++) {
+		summarise(runs[i], reps, &s->med[i]);
+		for (r = 0; r < reps; r++)
+			s->runs[i][r] = runs[i][r].rate;
+	}
+	s->ratio = s->med[I_IMSG].rate / s->med[I_RAW].rate;
+	if (n_impl > I_PLAIN)
+		s->ratio_plain = s->med[I_IMSG].rate / s->med[I_PLAIN].rate;
+	print_case(c, reps, s);
 	return 0;
 }
 
@@ -1574,45 +1359,53 @@ print_table(struct summary *sums, int reps)
 	    "valgrind --tool=callgrind imsgbench -1 (see BENCHMARKS.md)\n");
 }
 
-/* -1: one process, both ends, for callgrind. */
-
-static void NOINLINE
-single_loop(struct imsgbuf *w, struct imsgbuf *r, const struct bcase *c,
-    uint64_t n, unsigned int batch)
+/*
+ * -p: libimsg next to plain, the simplest build of the same API (plain.c),
+ * so each case shows what libimsg's machinery buys, and what it costs.
+ */
+static void
+print_table_plain(struct summary *sums)
 {
-	struct imsg imsg;
-	uint64_t sent = 0, got = 0;
-	unsigned int k, idle = 0;
-	int g;
+	const struct run_result *l, *p, *r;
+	const struct bcase *c;
+	char b1[32], b2[32], b3[32];
+	size_t i;
 
-	while (got < n) {
-		for (k = 0; k < batch && sent < n; k++)
-			imsg_put(w, c, sent++, -1);
-		do {
-			if (imsgbuf_queuelen(w) > 0 && imsgbuf_write(w) == -1)
-				die("imsgbuf_write: %s", strerror(errno));
-			if (imsgbuf_read(r) != 1)
-				die("imsgbuf_read: %s", strerror(errno));
-			while ((g = imsgbuf_get(r, &imsg)) == 1) {
-				imsg_check(c, &imsg, got++);
-				imsg_free(&imsg);
-				idle = 0;
-			}
-			if (g == -1)
-				die("imsgbuf_get: %s", strerror(errno));
-			if (++idle > 1000)
-				die("no progress at message %llu",
-				    (unsigned long long)got);
-		} while (got < sent);
+	printf("\nlibimsg against plain (medians as above; allocations per "
+	    "message in steady state, reader/writer; peak = reader peak RSS "
+	    "growth)\n\n");
+	printf("%-3s %-9s %9s %9s %9s %9s %9s %13s %13s %8s %8s\n",
+	    "#", "case", "imsg/s", "plain/s", "raw/s", "imsg/pl", "pl/raw",
+	    "imsg alloc", "plain alloc", "imsg KiB", "pl KiB");
+	for (i = 0; i < NCASES; i++) {
+		if (!sums[i].done)
+			continue;
+		c = sums[i].c;
+		l = &sums[i].med[I_IMSG];
+		p = &sums[i].med[I_PLAIN];
+		r = &sums[i].med[I_RAW];
+		printf("%-3s %-9s %9s %9s %9s %9.3f %9.3f %6.2f/%-6.2f "
+		    "%6.2f/%-6.2f %8.0f %8.0f\n", c->num, c->name,
+		    fmt_rate(l->rate, b1, sizeof(b1)),
+		    fmt_rate(p->rate, b2, sizeof(b2)),
+		    fmt_rate(r->rate, b3, sizeof(b3)),
+		    sums[i].ratio_plain, p->rate / r->rate,
+		    l->r_allocs, l->w_allocs, p->r_allocs, p->w_allocs,
+		    l->r_hwm_kib, p->r_hwm_kib);
 	}
+	printf("\nimsg/pl above 1: libimsg is faster than plain by that "
+	    "factor; pl/raw: plain against the raw baseline\n");
 }
+
+/* -1: one process, both ends, for callgrind (the loop is in the driver). */
 
 static void
 single_mode(struct bcase *c, uint64_t n, unsigned int batch)
 {
-	struct imsgbuf w, r;
-	uint64_t a0, a1;
-	double t0, t1;
+	const char *loop = n_impl > I_PLAIN ? "plain_single_loop" :
+	    "single_loop";
+	uint64_t allocs;
+	double secs;
 	int sv[2];
 
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
@@ -1620,29 +1413,25 @@ single_mode(struct bcase *c, uint64_t n, unsigned int batch)
 	set_nonblock(sv[0]);
 	set_nonblock(sv[1]);
 	c->count = n;
-	imsg_setup(&w, c, sv[0]);
-	imsg_setup(&r, c, sv[1]);
-	a0 = alloc_count();
-	t0 = now();
-	single_loop(&w, &r, c, n, batch);
-	t1 = now();
-	a1 = alloc_count();
-	imsgbuf_clear(&w);
-	imsgbuf_clear(&r);
+	if (n_impl > I_PLAIN)
+		secs = plain_single_run(c, sv[0], sv[1], batch, &allocs);
+	else
+		secs = single_run(c, sv[0], sv[1], batch, &allocs);
 	close(sv[0]);
 	close(sv[1]);
-	printf("single process: %llu messages of %zu-byte payload (%zu B "
+	printf("single process%s: %llu messages of %zu-byte payload (%zu B "
 	    "framed), composed %u at a time, written, read, got, checked "
-	    "and freed\n", (unsigned long long)n, c->paylen,
-	    c->paylen + IMSG_HEADER_SIZE, batch);
+	    "and freed\n", n_impl > I_PLAIN ? ", plain" : "",
+	    (unsigned long long)n, c->paylen, c->paylen + IMSG_HEADER_SIZE,
+	    batch);
 	printf("messages: %llu\n", (unsigned long long)n);
 	printf("time: %.3f s, %.0f ns/message (meaningless under valgrind)\n",
-	    t1 - t0, (t1 - t0) * 1e9 / (double)n);
-	printf("allocations: %.4f per message%s\n", per(a1 - a0, n),
+	    secs, secs * 1e9 / (double)n);
+	printf("allocations: %.4f per message%s\n", per(allocs, n),
 	    HAVE_ALLOC_SHIM ? "" : " (not counted in this build)");
-	printf("instructions/message = Ir of single_loop (inclusive) / %llu; "
-	    "e.g. valgrind --tool=callgrind --toggle-collect=single_loop\n",
-	    (unsigned long long)n);
+	printf("instructions/message = Ir of %s (inclusive) / %llu; "
+	    "e.g. valgrind --tool=callgrind --toggle-collect=%s\n", loop,
+	    (unsigned long long)n, loop);
 }
 
 /* Set-up and options. */
@@ -1719,12 +1508,15 @@ usage(void)
 	size_t i;
 
 	fprintf(stderr,
-	    "usage: imsgbench [-a1] [-b batch] [-c case[,case...]] "
+	    "usage: imsgbench [-a1p] [-b batch] [-c case[,case...]] "
 	    "[-n divisor] [-r reps]\n"
 	    "  -c  run only these cases (number or name)\n"
 	    "  -r  repetitions, the median is reported (default 3)\n"
 	    "  -n  divide every message count by this (quick runs)\n"
 	    "  -a  print allocator calls per message by kind\n"
+	    "  -p  also run plain, the simplest build of the API, and "
+	    "compare\n"
+	    "      (with -1: plain's loop instead of libimsg's)\n"
 	    "  -1  single process, 64-byte messages, for callgrind\n"
 	    "  -b  with -1: messages composed per write (default 512)\n"
 	    "cases:\n");
@@ -1768,8 +1560,11 @@ main(int argc, char *argv[])
 	char *end;
 
 	memset(want, 0, sizeof(want));
-	while ((ch = getopt(argc, argv, "1ab:c:hn:r:")) != -1) {
+	while ((ch = getopt(argc, argv, "1ab:c:hn:pr:")) != -1) {
 		switch (ch) {
+		case 'p':
+			n_impl = I_NIMPL;
+			break;
 		case '1':
 			single = 1;
 			break;
@@ -1834,6 +1629,8 @@ main(int argc, char *argv[])
 		}
 	}
 	print_table(sums, reps);
+	if (n_impl > I_PLAIN)
+		print_table_plain(sums);
 	printf("total time %.1f s\n", now() - t0);
 	print_loadavg("at end");
 	return bad;

@@ -6,8 +6,9 @@
 #  - the helpers that bundled copies carry (strlcpy, freezero, ...) must
 #    not come from libimsg, or those scripts would stop building their own;
 #  - the old pre-2024 names must not link at all;
-#  - libimsg.so exports exactly the functions of imsg.h, libimsg.a defines
-#    no global outside the API but the reserved libimsg__ prefix;
+#  - libimsg.so exports exactly the functions of imsg.h, each under a
+#    version node of src/libimsg.map, libimsg.a defines no global outside
+#    the API but the reserved libimsg__ prefix;
 #  - <imsg.h> alone compiles as strict C99 and as C++.
 # Options: see cmake/testlib.sh.
 
@@ -15,6 +16,8 @@
 
 # imsg.h declares this many functions; update it with the header.
 API_COUNT=96
+# How many of them version node LIBIMSG_1.0 holds; this one never changes.
+NODE_1_0_COUNT=96
 
 # Functions real configure scripts link-test to detect the library.
 PROBED="imsg_add imsgbuf_init ibuf_open msgbuf_new msgbuf_new_reader ibufq_new"
@@ -69,6 +72,79 @@ shlib_exports()
 		diff "$WORK/api" "$WORK/exports"
 		return 1
 	fi
+}
+
+# The version nodes src/libimsg.map defines (lines like "LIBIMSG_1.0 {").
+map_nodes()
+{
+	sed -n 's/^\([A-Za-z][A-Za-z0-9_.]*\)[[:space:]]*{.*/\1/p' \
+	    "$SOURCE_DIR/src/libimsg.map" | sort -u
+}
+
+# What objdump -T says libimsg.so defines, one "KIND VERSION NAME" a line:
+# KIND is "func" for a function in .text, "node" for the absolute symbol
+# the linker adds for each version definition, "other" for anything else.
+# VERSION is as objdump prints it: in parentheses when it is not the
+# symbol's default version.
+objdump_defined()
+{
+	objdump -T "$SHLIB" | awk -F '\t' 'NF == 2 {
+		n = split($1, l, " "); split($2, r, " ")
+		if (l[n] == "*UND*")
+			next
+		if (l[n] == "*ABS*" && r[2] == r[3])
+			kind = "node"
+		else if (l[n] == ".text" && l[3] ~ /F/)
+			kind = "func"
+		else
+			kind = "other"
+		print kind, r[2], r[3]
+	}' | sort
+}
+
+# Every exported function carries a default version from the map, all of
+# imsg.h is in the nodes, and the only other dynamic symbols are the
+# nodes' own definitions (one per node, none for a node not in the map).
+symbol_versions()
+{
+	map_nodes >"$WORK/nodes"
+	[ -s "$WORK/nodes" ] || { echo "no version node in libimsg.map"; return 1; }
+	objdump_defined >"$WORK/defined" || return 1
+	st=0
+	awk '$1 != "func" && $1 != "node"' "$WORK/defined" >"$WORK/bad"
+	awk 'NR == FNR { node[$1] = 1; next }
+	    $1 == "func" && !($2 in node)' "$WORK/nodes" "$WORK/defined" \
+	    >>"$WORK/bad"
+	if [ -s "$WORK/bad" ]; then
+		echo "defined without a version node of libimsg.map, or not a function:"
+		cat "$WORK/bad"
+		st=1
+	fi
+	awk '$1 == "node" { print $3 }' "$WORK/defined" >"$WORK/defnodes"
+	if ! cmp -s "$WORK/nodes" "$WORK/defnodes"; then
+		echo "< nodes of libimsg.map, > version definitions in libimsg.so:"
+		diff "$WORK/nodes" "$WORK/defnodes"
+		st=1
+	fi
+	awk '$1 == "func" { print $3 }' "$WORK/defined" | sort -u \
+	    >"$WORK/versioned"
+	if ! cmp -s "$WORK/api" "$WORK/versioned"; then
+		echo "< in imsg.h, > a versioned function of libimsg.so:"
+		diff "$WORK/api" "$WORK/versioned"
+		st=1
+	fi
+	return $st
+}
+
+# The 1.0 node is frozen: functions added later go to nodes of their own.
+first_node_count()
+{
+	n=$(objdump_defined | awk '$1 == "func" && $2 == "LIBIMSG_1.0"' |
+	    wc -l)
+	[ "$n" -eq "$NODE_1_0_COUNT" ] || {
+		echo "$n functions in LIBIMSG_1.0, want $NODE_1_0_COUNT"
+		return 1
+	}
 }
 
 # In the archive internal functions stay global (hidden visibility does
@@ -277,6 +353,17 @@ api_names >"$WORK/api"
 check "imsg.h declares $API_COUNT functions" api_count
 check "libimsg.so has SONAME libimsg.so.$SOVERSION" soname
 check "libimsg.so exports exactly the functions of imsg.h" shlib_exports
+case $(uname -s) in
+Linux|*BSD|DragonFly)
+	check "every libimsg.so export has a version node of libimsg.map" \
+	    symbol_versions
+	check "objdump -T shows LIBIMSG_1.0 on its $NODE_1_0_COUNT functions" \
+	    first_node_count
+	;;
+*)
+	pass "symbol versions # SKIP no version script on $(uname -s)"
+	;;
+esac
 check "libimsg.a has no global outside the API but libimsg__*" \
     archive_globals
 

@@ -16,13 +16,15 @@
 #   mandoc           lints the man pages
 #   valgrind         the memcheck pass
 #   musl-tools       musl-gcc: CI builds and tests against musl too
+#   abigail-tools    abidw and abidiff: the abi_baseline test
 
 set -eu
 
 # command:the Debian package that provides it
 TOOLS="cmake:cmake make:make gcc:gcc g++:g++ clang:clang
     pkg-config:pkg-config mandoc:mandoc valgrind:valgrind nm:binutils
-    readelf:binutils musl-gcc:musl-tools"
+    readelf:binutils objdump:binutils musl-gcc:musl-tools
+    abidiff:abigail-tools abidw:abigail-tools"
 
 # Prints the packages of TOOLS whose command is missing, once each.
 missing_tools()

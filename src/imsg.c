@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "imsg-private.h"
+#include "trace.h"
 
 /*
  * The header callback of imsgbuf readers: check the length before
@@ -97,21 +98,36 @@ imsgbuf_set_maxsize(struct imsgbuf *ib, uint32_t maxsize)
 int
 imsgbuf_read(struct imsgbuf *ib)
 {
+	struct ibuf **tailp;
+	int r;
+
 	if (imsgbuf_dead(ib))
 		return -1;
+	/* Where this read's messages will start in the read queue. */
+	tailp = ib->w->rq.tailp;
 	if (ib->flags & IMSG_ALLOW_FDPASS)
-		return msgbuf_read(ib->fd, ib->w);
-	return ibuf_read(ib->fd, ib->w);
+		r = msgbuf_read(ib->fd, ib->w);
+	else
+		r = ibuf_read(ib->fd, ib->w);
+	if (libimsg__tracing())
+		libimsg__trace_read(ib->fd, *tailp, r);
+	return r;
 }
 
 int
 imsgbuf_write(struct imsgbuf *ib)
 {
+	int r;
+
 	if (imsgbuf_dead(ib))
 		return -1;
 	if (ib->flags & IMSG_ALLOW_FDPASS)
-		return msgbuf_write(ib->fd, ib->w);
-	return ibuf_write(ib->fd, ib->w);
+		r = msgbuf_write(ib->fd, ib->w);
+	else
+		r = ibuf_write(ib->fd, ib->w);
+	if (r == -1 && libimsg__tracing())
+		libimsg__trace_write_error(ib->fd);
+	return r;
 }
 
 int
@@ -340,6 +356,8 @@ imsg_close(struct imsgbuf *ib, struct ibuf *msg)
 	if (ibuf_fd_avail(msg))
 		len |= IMSG_FD_MARK;
 	ibuf_set_h32(msg, offsetof(struct imsg_hdr, len), len);
+	if (libimsg__tracing())
+		libimsg__trace_sendbuf(ib->fd, msg);
 	ibuf_close(ib->w, msg);
 }
 
@@ -359,6 +377,9 @@ imsg_compose_batched(struct imsgbuf *ib, const struct imsg_hdr *hdr,
 	p = libimsg__msgbuf_batch_reserve(ib->w, datalen + IMSG_HEADER_SIZE);
 	if (p == NULL)
 		return -1;
+	if (libimsg__tracing())
+		libimsg__trace_sendv(ib->fd, hdr->type, hdr->peerid, hdr->pid,
+		    iov, iovcnt);
 	/*
 	 * Field by field: the header was just built with 32-bit stores, and
 	 * reading it back as one 16-byte load would stall the CPU.
@@ -448,6 +469,9 @@ imsg_compose_ibuf(struct imsgbuf *ib, uint32_t type, uint32_t id,
 		goto fail;
 	memcpy(hbuf->buf, &hdr, sizeof(hdr));
 	hbuf->wpos = sizeof(hdr);
+	if (libimsg__tracing())
+		libimsg__trace_send(ib->fd, &hdr, ibuf_data(buf), ibuf_size(buf),
+		    -1);
 	ibuf_close(ib->w, hbuf);
 	ibuf_close(ib->w, buf);
 	return 1;

@@ -2120,6 +2120,149 @@ fd_set_on_view_aborts(void)
 	CHECK_ABORTS(child_fd_set_on_get_ibuf_view);
 }
 
+/*
+ * Differences from upstream (README "Differences from upstream", the
+ * COMPATIBILITY section of ibuf_add(3)): each case checks libimsg's side
+ * of one, where OpenBSD's imsg-buffer.c behaves otherwise.
+ */
+
+static void
+set_maxsize_below_written_fails_with_erange(void)
+{
+	struct ibuf *b;
+
+	/* Upstream takes the limit, and ibuf_left then wraps around. */
+	REQUIRE((b = ibuf_dynamic(16, 64)) != NULL);
+	CHECK_INT(ibuf_add(b, "0123456789", 10), ==, 0);
+	CHECK_FAIL(ibuf_set_maxsize(b, 4), -1, ERANGE);
+	CHECK_UINT(b->max, ==, 64);
+	CHECK_UINT(ibuf_left(b), ==, 54);
+	CHECK_INT(ibuf_add(b, "ab", 2), ==, 0);
+	CHECK_MEM(ibuf_data(b), "0123456789ab", 12);
+	ibuf_free(b);
+}
+
+static void
+lowered_maxsize_is_enforced_inside_allocated_memory(void)
+{
+	struct ibuf *b;
+
+	/*
+	 * 64 bytes are allocated; upstream would still let the buffer grow
+	 * to them past a limit lowered to 16.
+	 */
+	REQUIRE((b = ibuf_dynamic(64, 1024)) != NULL);
+	CHECK_INT(ibuf_add(b, "0123456789", 10), ==, 0);
+	CHECK_INT(ibuf_set_maxsize(b, 16), ==, 0);
+	CHECK_UINT(ibuf_left(b), ==, 6);
+	CHECK_FAIL(ibuf_add(b, "abcdefg", 7), -1, ERANGE);
+	CHECK_NULL_ERRNO(ibuf_reserve(b, 7), ERANGE);
+	CHECK_UINT(ibuf_size(b), ==, 10);
+	CHECK_INT(ibuf_add(b, "abcdef", 6), ==, 0);
+	CHECK_UINT(ibuf_left(b), ==, 0);
+	CHECK_FAIL(ibuf_add_n8(b, 1), -1, ERANGE);
+	CHECK_MEM(ibuf_data(b), "0123456789abcdef", 16);
+	ibuf_free(b);
+
+	/* The same through imsg_set_maxsize, which adds the header. */
+	REQUIRE((b = ibuf_dynamic(64, 1024)) != NULL);
+	CHECK_INT(imsg_set_maxsize(b, 0), ==, 0);
+	CHECK_INT(ibuf_add_zero(b, IMSG_HEADER_SIZE), ==, 0);
+	CHECK_FAIL(ibuf_add_n8(b, 1), -1, ERANGE);
+	ibuf_free(b);
+}
+
+static void
+reserve_and_seek_of_zero_bytes_without_memory_return_a_pointer(void)
+{
+	struct ibuf *b;
+	void *p;
+
+	/* Upstream returns NULL here and leaves errno as it was. */
+	REQUIRE((b = ibuf_open(0)) != NULL);
+	CHECK_PTR(ibuf_data(b), ==, NULL);
+	errno = 0;
+	p = ibuf_reserve(b, 0);
+	CHECK_PTR(p, !=, NULL);
+	CHECK_INT(errno, ==, 0);
+	p = ibuf_seek(b, 0, 0);
+	CHECK_PTR(p, !=, NULL);
+	CHECK_INT(errno, ==, 0);
+	CHECK_UINT(ibuf_size(b), ==, 0);
+	/* Past the end is still an error. */
+	CHECK_NULL_ERRNO(ibuf_seek(b, 1, 0), ERANGE);
+	CHECK_NULL_ERRNO(ibuf_reserve(b, 1), ERANGE);
+	ibuf_free(b);
+
+	REQUIRE((b = ibuf_dynamic(0, 8)) != NULL);
+	CHECK_PTR(ibuf_reserve(b, 0), !=, NULL);
+	CHECK_PTR(ibuf_seek(b, 0, 0), !=, NULL);
+	CHECK_UINT(ibuf_size(b), ==, 0);
+	ibuf_free(b);
+}
+
+static void
+add_strbuf_of_length_zero_fails_with_eoverflow_on_any_buffer(void)
+{
+	struct ibuf *b, view;
+	char mem[4] = "abc";
+
+	/*
+	 * No room for the NUL.  Upstream says EINVAL on a view and leaves
+	 * errno alone on a buffer without memory.
+	 */
+	REQUIRE((b = ibuf_open(0)) != NULL);
+	CHECK_FAIL(ibuf_add_strbuf(b, "x", 0), -1, EOVERFLOW);
+	CHECK_UINT(ibuf_size(b), ==, 0);
+	ibuf_free(b);
+
+	REQUIRE((b = ibuf_dynamic(8, 64)) != NULL);
+	CHECK_FAIL(ibuf_add_strbuf(b, "", 0), -1, EOVERFLOW);
+	CHECK_UINT(ibuf_size(b), ==, 0);
+	ibuf_free(b);
+
+	ibuf_from_buffer(&view, mem, sizeof(mem));
+	CHECK_FAIL(ibuf_add_strbuf(&view, "x", 0), -1, EOVERFLOW);
+	CHECK_UINT(ibuf_size(&view), ==, 4);
+	CHECK_MEM(mem, "abc", 4);
+	/* A length that needs room is refused as on any view. */
+	CHECK_FAIL(ibuf_add_strbuf(&view, "x", 2), -1, EINVAL);
+}
+
+static void
+add_ibuf_of_a_buffer_into_itself_survives_growth(void)
+{
+	struct ibuf *b, view;
+	unsigned char want[2048];
+	size_t i;
+
+	/*
+	 * Upstream copies from the old memory after growing into new
+	 * memory, a use after free.  Fill a small buffer to its end, so
+	 * every append moves it.
+	 */
+	REQUIRE((b = ibuf_dynamic(8, sizeof(want))) != NULL);
+	for (i = 0; i < 8; i++)
+		CHECK_INT(ibuf_add_n8(b, i), ==, 0);
+	for (i = 0; i < 8; i++)
+		CHECK_INT(ibuf_add_ibuf(b, b), ==, 0);
+	REQUIRE(ibuf_size(b) == sizeof(want));
+	for (i = 0; i < sizeof(want); i++)
+		want[i] = (unsigned char)(i % 8);
+	CHECK_MEM(ibuf_data(b), want, sizeof(want));
+	ibuf_free(b);
+
+	/* A view into the buffer counts as the buffer. */
+	REQUIRE((b = ibuf_dynamic(4, 64)) != NULL);
+	CHECK_INT(ibuf_add(b, "wxyz", 4), ==, 0);
+	REQUIRE(ibuf_seek(b, 1, 2) != NULL);
+	ibuf_from_buffer(&view, ibuf_seek(b, 1, 2), 2);
+	CHECK_INT(ibuf_add_ibuf(b, &view), ==, 0);
+	CHECK_UINT(ibuf_size(b), ==, 6);
+	CHECK_MEM(ibuf_data(b), "wxyzxy", 6);
+	ibuf_free(b);
+}
+
 int
 main(void)
 {
@@ -2241,6 +2384,12 @@ main(void)
 	RUN(close_of_view_aborts);
 	RUN(push_of_view_aborts);
 	RUN(fd_set_on_view_aborts);
+
+	RUN(set_maxsize_below_written_fails_with_erange);
+	RUN(lowered_maxsize_is_enforced_inside_allocated_memory);
+	RUN(reserve_and_seek_of_zero_bytes_without_memory_return_a_pointer);
+	RUN(add_strbuf_of_length_zero_fails_with_eoverflow_on_any_buffer);
+	RUN(add_ibuf_of_a_buffer_into_itself_survives_growth);
 
 	return h_done();
 }

@@ -611,6 +611,104 @@ msgbuf_new_reader_accepts_sizes_up_to_half_read_size(void)
 	msgbuf_free(m);
 }
 
+/*
+ * ---- differences from upstream ----------------------------------------
+ * ibuf_read and ibuf_write use recvmsg and sendmsg on a socket, but, as
+ * upstream's readv and writev do, they work on a pipe too (ibuf_add(3),
+ * COMPATIBILITY).
+ */
+
+/* Messages of a 4-byte length in network order and that many bytes. */
+static struct ibuf *
+pipe_readhdr(struct ibuf *hdr, void *arg, int *fd)
+{
+	uint32_t len;
+
+	(void)arg;
+	(void)fd;
+	if (ibuf_get_n32(hdr, &len) == -1)
+		return NULL;
+	return ibuf_open(4 + (size_t)len);
+}
+
+static void
+queue_lp(struct msgbuf *w, const char *s)
+{
+	struct ibuf *b;
+
+	if ((b = ibuf_open(4 + strlen(s))) == NULL ||
+	    ibuf_add_n32(b, strlen(s)) == -1 || ibuf_add(b, s, strlen(s)) == -1)
+		h_fail(__FILE__, __LINE__, "building a message: %s",
+		    strerror(errno));
+	if (b != NULL)
+		ibuf_close(w, b);
+}
+
+/* Read the next message from r and compare its payload with s. */
+static void
+check_lp(struct msgbuf *r, const char *s)
+{
+	struct ibuf *b;
+	uint32_t len;
+
+	if ((b = msgbuf_get(r)) == NULL) {
+		h_fail(__FILE__, __LINE__, "no message for \"%s\"", s);
+		return;
+	}
+	CHECK_INT(ibuf_get_n32(b, &len), ==, 0);
+	CHECK_UINT(len, ==, strlen(s));
+	CHECK_UINT(ibuf_size(b), ==, strlen(s));
+	if (ibuf_size(b) == strlen(s))
+		CHECK_MEM(ibuf_data(b), s, strlen(s));
+	ibuf_free(b);
+}
+
+static void
+ibuf_write_and_ibuf_read_work_on_a_pipe(void)
+{
+	struct msgbuf *w, *r;
+	struct ibuf *b;
+	int p[2];
+
+	if (pipe(p) == -1) {
+		h_fail(__FILE__, __LINE__, "pipe: %s", strerror(errno));
+		return;
+	}
+	w = msgbuf_new();
+	r = msgbuf_new_reader(4, pipe_readhdr, NULL);
+	if (w == NULL || r == NULL) {
+		h_fail(__FILE__, __LINE__, "msgbuf: %s", strerror(errno));
+		goto out;
+	}
+	queue_lp(w, "through");
+	queue_lp(w, "a pipe");
+	CHECK_INT(ibuf_write(p[1], w), ==, 0);
+	CHECK_UINT(msgbuf_queuelen(w), ==, 0);
+	CHECK_INT(ibuf_read(p[0], r), ==, 1);
+	check_lp(r, "through");
+	check_lp(r, "a pipe");
+	CHECK_PTR(msgbuf_get(r), ==, NULL);
+
+	/* msgbuf_write and msgbuf_read too, while no descriptor goes along. */
+	queue_lp(w, "again");
+	CHECK_INT(msgbuf_write(p[1], w), ==, 0);
+	CHECK_INT(msgbuf_read(p[0], r), ==, 1);
+	check_lp(r, "again");
+
+	/* Passing a descriptor is what needs a socket. */
+	if ((b = ibuf_open(4)) != NULL) {
+		CHECK_INT(ibuf_add_n32(b, 0), ==, 0);
+		ibuf_fd_set(b, open_fd());
+		ibuf_close(w, b);
+		CHECK_FAIL(msgbuf_write(p[1], w), -1, ENOTSOCK);
+	}
+out:
+	msgbuf_free(w);
+	msgbuf_free(r);
+	close(p[0]);
+	close(p[1]);
+}
+
 int
 main(void)
 {
@@ -638,6 +736,8 @@ main(void)
 	RUN(msgbuf_free_closes_fds_of_queued_ibufs);
 	RUN(msgbuf_new_reader_rejects_bad_header_size);
 	RUN(msgbuf_new_reader_accepts_sizes_up_to_half_read_size);
+
+	RUN(ibuf_write_and_ibuf_read_work_on_a_pipe);
 
 	return h_done();
 }

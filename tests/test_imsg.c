@@ -1187,6 +1187,113 @@ request_reply_between_processes(void)
 	WAIT_CHILD(pid);
 }
 
+/*
+ * ---- differences from upstream ----------------------------------------
+ * README "Differences from upstream" and COMPATIBILITY in imsg_init(3):
+ * each case checks libimsg's side of one.
+ */
+
+static void
+imsg_forward_of_a_message_cut_below_its_header_fails_with_ebadmsg(void)
+{
+	struct chan c;
+	struct imsg m;
+
+	/*
+	 * Upstream ignores the failed skip and forwards the bytes that were
+	 * left, header bytes and all, as a payload.
+	 */
+	chan_open(&c, 0);
+	CHECK_INT(imsg_compose(&c.a, 5, 6, 7, -1, "abcdef", 6), ==, 1);
+	CHECK_INT(imsg_compose(&c.a, 8, 9, 10, -1, "ghijkl", 6), ==, 1);
+	CHECK_INT(drain(&c.a), ==, 0);
+	CHECK_INT(next_msg(&c.b, &m), ==, 1);
+	ibuf_rewind(m.buf);
+	CHECK_INT(ibuf_truncate(m.buf, IMSG_HEADER_SIZE - 1), ==, 0);
+	CHECK_FAIL(imsg_forward(&c.a, &m), -1, EBADMSG);
+	CHECK_UINT(imsgbuf_queuelen(&c.a), ==, 0);
+	msg_free(&m);
+
+	/* Cut at the header, it forwards as an empty message. */
+	CHECK_INT(next_msg(&c.b, &m), ==, 1);
+	ibuf_rewind(m.buf);
+	CHECK_INT(ibuf_truncate(m.buf, IMSG_HEADER_SIZE), ==, 0);
+	CHECK_INT(imsg_forward(&c.a, &m), ==, 1);
+	msg_free(&m);
+	CHECK_INT(drain(&c.a), ==, 0);
+	CHECK_INT(next_msg(&c.b, &m), ==, 1);
+	CHECK_UINT(imsg_get_type(&m), ==, 8);
+	CHECK_UINT(imsg_get_len(&m), ==, 0);
+	msg_free(&m);
+	chan_close(&c);
+}
+
+static void
+imsg_add_to_a_null_message_fails_with_einval_for_any_length(void)
+{
+	struct chan c;
+	struct ibuf *msg;
+
+	/*
+	 * NULL is what a failed imsg_create returned.  Upstream returns 0
+	 * for an empty piece (and crashes for any other), so a caller that
+	 * checks only imsg_add carries on as if the message were built.
+	 */
+	CHECK_FAIL(imsg_add(NULL, "x", 0), -1, EINVAL);
+	CHECK_FAIL(imsg_add(NULL, NULL, 0), -1, EINVAL);
+	CHECK_FAIL(imsg_add(NULL, "x", 1), -1, EINVAL);
+
+	chan_open(&c, 0);
+	msg = imsg_create(&c.a, 1, 0, 0, MAX_IMSGSIZE);
+	CHECK_PTR(msg, ==, NULL);
+	CHECK_FAIL(imsg_add(msg, "", 0), -1, EINVAL);
+	imsg_close(&c.a, msg);
+	CHECK_UINT(imsgbuf_queuelen(&c.a), ==, 0);
+	chan_close(&c);
+}
+
+static void
+imsg_ibufq_pop_frees_a_buffer_shorter_than_a_header(void)
+{
+	struct ibufqueue *q;
+	struct ibuf *shortb, *full;
+	struct imsg m;
+	void *p;
+	int fd;
+
+	/* Upstream leaves the short buffer, and its descriptor, unfreed. */
+	q = ibufq_new();
+	shortb = ibuf_open(IMSG_HEADER_SIZE - 1);
+	full = ibuf_open(IMSG_HEADER_SIZE + 3);
+	p = full != NULL ? ibuf_reserve(full, IMSG_HEADER_SIZE) : NULL;
+	if (q == NULL || shortb == NULL || p == NULL) {
+		h_fail(__FILE__, __LINE__, "allocation: %s", strerror(errno));
+		ibufq_free(q);
+		ibuf_free(shortb);
+		ibuf_free(full);
+		return;
+	}
+	CHECK_INT(ibuf_add_zero(shortb, IMSG_HEADER_SIZE - 1), ==, 0);
+	fd = devnull();
+	ibuf_fd_set(shortb, fd);
+	ibufq_push(q, shortb);
+	put_hdr(p, 42, IMSG_HEADER_SIZE + 3, 1, 2);
+	CHECK_INT(ibuf_add(full, "xyz", 3), ==, 0);
+	ibufq_push(q, full);
+
+	CHECK_FAIL(imsg_ibufq_pop(q, &m), -1, EBADMSG);
+	/* Freed: its descriptor was closed with it. */
+	CHECK(!h_fd_is_open(fd));
+	CHECK_UINT(ibufq_queuelen(q), ==, 1);
+	CHECK_INT(imsg_ibufq_pop(q, &m), ==, 1);
+	CHECK_UINT(imsg_get_type(&m), ==, 42);
+	CHECK_UINT(imsg_get_len(&m), ==, 3);
+	CHECK_DATA(&m, "xyz", 3);
+	msg_free(&m);
+	CHECK_INT(imsg_ibufq_pop(q, &m), ==, 0);
+	ibufq_free(q);
+}
+
 int
 main(void)
 {
@@ -1224,5 +1331,8 @@ main(void)
 	RUN(imsgbuf_clear_frees_received_messages);
 	RUN(child_pid_is_the_default_header_pid);
 	RUN(request_reply_between_processes);
+	RUN(imsg_forward_of_a_message_cut_below_its_header_fails_with_ebadmsg);
+	RUN(imsg_add_to_a_null_message_fails_with_einval_for_any_length);
+	RUN(imsg_ibufq_pop_frees_a_buffer_shorter_than_a_header);
 	return h_done();
 }
