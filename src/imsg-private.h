@@ -152,6 +152,8 @@ struct msgbuf {
 	struct ibuf		*(*readhdr)(struct ibuf *, void *, int *);
 	void			*rarg;
 	size_t			 hdrsize;
+	/* The imsg layer's hook into the reader: see read.c. */
+	size_t			(*rwhole)(const unsigned char *, size_t, void *);
 	int			 fdlast;	/* descriptor policy, see read.c */
 	int			 rerr;		/* sticky read error, 0 if none */
 	int			 rpendfd;	/* descriptor for the kept header */
@@ -206,7 +208,8 @@ libimsg__q_pop(struct ibufqueue *q)
 void		*libimsg__msgbuf_batch_new(struct msgbuf *, size_t);
 void		 libimsg__msgbuf_drain(struct msgbuf *, size_t);
 void		 libimsg__msgbuf_drop_head(struct msgbuf *);
-void		 libimsg__msgbuf_claim_last(struct msgbuf *);
+void		 libimsg__msgbuf_imsg_reader(struct msgbuf *,
+		    size_t (*)(const unsigned char *, size_t, void *));
 struct ibuf	*libimsg__msgbuf_msg_alloc(struct msgbuf *, size_t);
 
 static inline struct wbatch *

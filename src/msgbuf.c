@@ -50,12 +50,16 @@ msgbuf_new_reader(size_t hdrsz,
 }
 
 /*
- * The imsg layer's one hook into the reader: a descriptor goes to the
- * last header of its read that claims it, not the first (read.c).
+ * The imsg layer's one hook into the reader (read.c): whole tells the
+ * length of a message that may be taken without the header callback,
+ * and a descriptor goes to the last header of its read that claims it,
+ * not the first.
  */
 void
-libimsg__msgbuf_claim_last(struct msgbuf *m)
+libimsg__msgbuf_imsg_reader(struct msgbuf *m,
+    size_t (*whole)(const unsigned char *, size_t, void *))
 {
+	m->rwhole = whole;
 	m->fdlast = 1;
 }
 

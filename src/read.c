@@ -34,10 +34,11 @@
  *
  * Upstream offers the descriptor to each header of the read until one
  * claims it; custom readers get exactly that.  The imsg layer asks for
- * the last claim instead (libimsg__msgbuf_claim_last): it claims only for
- * marked headers, and the last marked one of the read is the owner, so a
- * marked header of a peer that passes no descriptors can no longer take
- * another message's.
+ * the last claim instead (libimsg__msgbuf_imsg_reader): it claims only
+ * for marked headers, and the last marked one of the read is the owner,
+ * so a marked header of a peer that passes no descriptors can no longer
+ * take another message's.  The same hook lets it take most messages
+ * without the callback (rwhole): those that can own no descriptor.
  */
 struct fdoffer {
 	int		 fd;		/* this read's descriptor, or -1 */
@@ -145,6 +146,20 @@ fill_message(struct msgbuf *m, const unsigned char *src, size_t n)
 	return (ssize_t)n;
 }
 
+/* Queue the whole message of len bytes at src that rwhole vouched for. */
+static int
+take_whole(struct msgbuf *m, const unsigned char *src, size_t len)
+{
+	struct ibuf *msg;
+
+	if ((msg = libimsg__msgbuf_msg_alloc(m, len)) == NULL)
+		return -1;
+	memcpy(msg->buf, src, len);
+	msg->wpos = len;
+	libimsg__q_push(&m->rq, msg);
+	return 0;
+}
+
 /*
  * Cut rbuf from *offp on into messages until what is left is less than
  * a header.  rstart is where this read's bytes begin in rbuf.
@@ -161,6 +176,14 @@ cut_messages(struct msgbuf *m, size_t *offp, size_t rstart,
 		if (m->rmsg == NULL) {
 			if (m->rlen - off < m->hdrsize)
 				break;
+			if (m->rwhole != NULL && (n = (ssize_t)m->rwhole(m->rbuf +
+			    off, m->rlen - off, m->rarg)) > 0) {
+				if ((r = take_whole(m, m->rbuf + off,
+				    (size_t)n)) == -1)
+					break;
+				off += (size_t)n;
+				continue;
+			}
 			m->rmsg = begin_message(m, m->rbuf + off, off >= rstart,
 			    fo);
 			if (m->rmsg == NULL) {
