@@ -694,6 +694,317 @@ fds_survive_partial_writes(void)
 	WAIT_CHILD(pid);
 }
 
+/* ---- issue 14: descriptors wherever a read is cut ---------------------- */
+
+/*
+ * The sender is raw sendmsg, one call per message and its descriptor on
+ * the message's first byte, as every imsg writer sends; everything is
+ * queued in the socket before the receiver's first read, so where the
+ * reader's buffer cuts the stream depends only on the filler length K.
+ */
+static unsigned char cut_msg[16 + 40000];
+
+/* Send n bytes, taking fd (closed once sent, or on failure). */
+static int
+raw_send_bytes(int s, const void *p, size_t n, int fd)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cbuf;
+	struct msghdr msg;
+	struct iovec iov;
+	struct cmsghdr *cm;
+	size_t off = 0;
+	ssize_t r;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (fd != -1) {
+		memset(&cbuf, 0, sizeof(cbuf));
+		msg.msg_control = cbuf.buf;
+		msg.msg_controllen = sizeof(cbuf.buf);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	while (off < n) {
+		iov.iov_base = (char *)(uintptr_t)p + off;
+		iov.iov_len = n - off;
+		/* Nobody reads yet: a full socket buffer is a test bug. */
+		if ((r = sendmsg(s, &msg, MSG_DONTWAIT)) <= 0)
+			break;
+		off += (size_t)r;
+		msg.msg_control = NULL;
+		msg.msg_controllen = 0;
+	}
+	/* The descriptor went with the first byte; ours is a duplicate. */
+	if (fd != -1)
+		close(fd);
+	return off == n ? 0 : -1;
+}
+
+/* One imsg of paylen bytes, marked or not, with fd (taken) or none. */
+static int
+raw_send(int s, uint32_t type, size_t paylen, int mark, int fd)
+{
+	uint32_t len = (uint32_t)(16 + paylen);
+
+	put_hdr(cut_msg, type, len | (mark ? MARK : 0), type, 1);
+	memset(cut_msg + 16, (int)(type & 0xff), paylen);
+	return raw_send_bytes(s, cut_msg, len, fd);
+}
+
+/* K bytes of fd-less messages: a few large ones, or many small ones. */
+static int
+send_filler(int s, int k, int small)
+{
+	uint32_t t = 10;
+	int left = k, len;
+
+	while (left > 0) {
+		len = left > 60000 ? 40000 : left;
+		if (small && left > 4000)
+			len = 1000 + left % 3000;
+		if (left - len > 0 && left - len < 16)
+			len -= 16;
+		if (raw_send(s, t++, (size_t)len - 16, 0, -1) == -1)
+			return -1;
+		left -= len;
+	}
+	return 0;
+}
+
+/*
+ * Filler of K bytes, M1 (marked; file 0 or, with nofd, no descriptor),
+ * M2 (marked, file 1), M3 (unmarked).  Fills got[1..3] with the fixture
+ * index each one arrived with (-1: none); 0, or -1 on a setup error.
+ */
+static int
+fdcut_once(int nofd, int k, int small, int got[4])
+{
+	struct imsgbuf ib;
+	struct imsg m;
+	int sv[2], sz = 4 << 20, seen = 0, t, fd, r = 0;
+
+	got[1] = got[2] = got[3] = -2;
+	pair(sv);
+	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	if (send_filler(sv[0], k, small) == -1 ||
+	    raw_send(sv[0], 1, 8, 1, nofd ? -1 : open_file(0)) == -1 ||
+	    raw_send(sv[0], 2, 8, 1, open_file(1)) == -1 ||
+	    raw_send(sv[0], 3, 8, 0, -1) == -1)
+		r = -1;
+	close(sv[0]);
+	CHECK_INT(imsgbuf_init(&ib, sv[1]), ==, 0);
+	imsgbuf_allow_fdpass(&ib);
+	CHECK_INT(imsgbuf_set_maxsize(&ib, 1 << 20), ==, 0);
+	while (r == 0 && seen < 3 && next_msg(&ib, &m) == 1) {
+		t = (int)imsg_get_type(&m);
+		fd = imsg_get_fd(&m);
+		if (t >= 1 && t <= 3) {
+			got[t] = fd == -1 ? -1 : file_index(fd);
+			seen++;
+		} else if (fd != -1)
+			got[0] = file_index(fd);
+		if (fd != -1)
+			close(fd);
+		msg_free(&m);
+	}
+	imsgbuf_clear(&ib);
+	close(sv[1]);
+	return r;
+}
+
+/* Filler lengths that put a cut around 4 KiB, 64 KiB and in between. */
+static const struct { int from, to, step; } cut_ranges[] = {
+	{ 4000, 4200, 1 }, { 8150, 8230, 2 }, { 16340, 16420, 4 },
+	{ 32730, 32800, 5 }, { 65300, 65600, 1 }, { 131000, 131110, 2 },
+};
+
+static void
+fdcut_sweep(int nofd)
+{
+	int got[4], k, small, wrong = 0;
+	size_t r;
+
+	for (small = 0; small < 2; small++)
+	for (r = 0; r < sizeof(cut_ranges) / sizeof(cut_ranges[0]); r++)
+	for (k = cut_ranges[r].from; k <= cut_ranges[r].to;
+	    k += cut_ranges[r].step) {
+		got[0] = -1;
+		if (fdcut_once(nofd, k, small, got) == -1) {
+			h_fail(__FILE__, __LINE__, "K=%d: sendmsg: %s", k,
+			    strerror(errno));
+			goto out;
+		}
+		if (got[0] == -1 && got[1] == (nofd ? -1 : 0) &&
+		    got[2] == 1 && got[3] == -1)
+			continue;
+		if (wrong++ < 5)
+			h_fail(__FILE__, __LINE__, "%s filler K=%d: filler fd "
+			    "%d, M1 fd %d, M2 fd %d, M3 fd %d (want %d, 1, -1; "
+			    "-2: not received)", small ? "small" : "large", k,
+			    got[0], got[1], got[2], got[3], nofd ? -1 : 0);
+	}
+out:
+	if (wrong > 0)
+		h_fail(__FILE__, __LINE__, "%d filler lengths wrong", wrong);
+}
+
+static void
+marked_message_without_fd_never_takes_the_next_ones_fd_at_any_cut(void)
+{
+	fdcut_sweep(1);
+}
+
+static void
+each_marked_message_gets_its_own_fd_at_any_cut(void)
+{
+	fdcut_sweep(0);
+}
+
+/*
+ * A small message written whole, then one with a descriptor: one
+ * imsgbuf_write sends it, descriptor and all.  An emptied batch left at
+ * the head of the queue must not stop the gather.
+ */
+static void
+fd_message_after_a_sent_message_goes_out_with_one_write(void)
+{
+	struct chan c;
+	unsigned char got[32];
+	int fds[2], nfds = 0, fd;
+
+	chan_open(&c, 1);
+	CHECK_INT(imsg_compose(&c.a, 1, 0, 0, -1, "hello", 5), ==, 1);
+	CHECK_INT(imsgbuf_write(&c.a), ==, 0);
+	CHECK_UINT(imsgbuf_queuelen(&c.a), ==, 0);
+	CHECK_INT(recv_exact(c.sv[1], got, 21, fds, 2, &nfds), ==, 0);
+	CHECK_INT(nfds, ==, 0);
+	fd = open_file(3);
+	CHECK_INT(imsg_compose(&c.a, 2, 0, 0, fd, "x", 1), ==, 1);
+	CHECK_INT(imsgbuf_write(&c.a), ==, 0);
+	CHECK_UINT(imsgbuf_queuelen(&c.a), ==, 0);
+	/* Already in the socket: no second write, no wait. */
+	CHECK_INT(recv(c.sv[1], got, sizeof(got), MSG_DONTWAIT | MSG_PEEK),
+	    ==, 17);
+	CHECK_INT(recv_exact(c.sv[1], got, 17, fds, 2, &nfds), ==, 0);
+	CHECK_INT(nfds, ==, 1);
+	if (nfds >= 1) {
+		CHECK_INT(file_index(fds[0]), ==, 3);
+		close(fds[0]);
+	}
+	CHECK_UINT(hdr_at(got).type, ==, 2);
+	CHECK_UINT(hdr_at(got).len, ==, MARK | 17);
+	chan_close(&c);
+}
+
+/* ibuf_close of an empty ibuf with a descriptor, then data: both go. */
+static void
+empty_ibuf_with_fd_sends_its_fd_with_the_data_after_it(void)
+{
+	struct msgbuf *w;
+	struct ibuf *e, *d;
+	unsigned char got[8];
+	int sv[2], fds[2], nfds = 0;
+
+	pair(sv);
+	if ((w = msgbuf_new()) == NULL || (e = ibuf_open(8)) == NULL ||
+	    (d = ibuf_open(8)) == NULL)
+		die("msgbuf_new/ibuf_open");
+	ibuf_fd_set(e, open_file(2));
+	CHECK_INT(ibuf_add(d, "data", 4), ==, 0);
+	ibuf_close(w, e);
+	ibuf_close(w, d);
+	CHECK_UINT(msgbuf_queuelen(w), ==, 2);
+	CHECK_INT(msgbuf_write(sv[0], w), ==, 0);
+	CHECK_UINT(msgbuf_queuelen(w), ==, 0);
+	CHECK_INT(recv_exact(sv[1], got, 4, fds, 2, &nfds), ==, 0);
+	CHECK_MEM(got, "data", 4);
+	CHECK_INT(nfds, ==, 1);
+	if (nfds >= 1) {
+		CHECK_INT(file_index(fds[0]), ==, 2);
+		close(fds[0]);
+	}
+	msgbuf_free(w);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/*
+ * A custom reader with 2-byte headers (total length, 1 to claim the
+ * descriptor).  The callback records what it was offered.
+ */
+struct claim_log {
+	int	 n;
+	int	 offered[4];
+};
+
+static struct ibuf *
+claim_readhdr(struct ibuf *hdr, void *arg, int *fd)
+{
+	struct claim_log *log = arg;
+	unsigned char *p = ibuf_data(hdr);
+	struct ibuf *b;
+
+	if (log->n < 4)
+		log->offered[log->n] = *fd;
+	log->n++;
+	if ((b = ibuf_open(p[0])) == NULL)
+		return NULL;
+	if (p[1] == 1 && *fd != -1) {
+		ibuf_fd_set(b, *fd);
+		*fd = -1;
+	}
+	return b;
+}
+
+static void
+reader_offers_no_fd_once_a_header_of_the_read_claimed_it(void)
+{
+	struct claim_log log;
+	struct msgbuf *rd;
+	struct ibuf *b[2];
+	unsigned char rec[8] = { 6, 1, 'b', 'b', 'b', 'b', 'c', 'c' };
+	int sv[2], got = 0, i, fd;
+
+	memset(&log, 0, sizeof(log));
+	pair(sv);
+	if ((rd = msgbuf_new_reader(2, claim_readhdr, &log)) == NULL)
+		die("msgbuf_new_reader");
+	/* B (6 bytes) claims but comes alone; C (8 bytes) brings file 4. */
+	write_all(sv[0], rec, 6);
+	rec[0] = 8;
+	CHECK_INT(raw_send_bytes(sv[0], rec, 8, open_file(4)), ==, 0);
+	CHECK_INT(msgbuf_read(sv[1], rd), ==, 1);
+	while (got < 2 && (b[got] = msgbuf_get(rd)) != NULL)
+		got++;
+	CHECK_INT(got, ==, 2);
+	CHECK_INT(log.n, ==, 2);
+	CHECK_INT(log.offered[0], >=, 0);
+	/* Upstream: once claimed, the next header is offered none. */
+	CHECK_INT(log.offered[1], ==, -1);
+	if (got == 2) {
+		CHECK_UINT(ibuf_size(b[0]), ==, 6);
+		CHECK_UINT(ibuf_size(b[1]), ==, 8);
+		CHECK(ibuf_fd_avail(b[0]));
+		CHECK(!ibuf_fd_avail(b[1]));
+		if ((fd = ibuf_fd_get(b[0])) != -1) {
+			CHECK_INT(file_index(fd), ==, 4);
+			close(fd);
+		}
+	}
+	for (i = 0; i < got; i++)
+		ibuf_free(b[i]);
+	msgbuf_free(rd);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int
 main(void)
 {
@@ -716,6 +1027,11 @@ main(void)
 	RUN(fd_set_before_imsg_close_is_passed);
 	RUN(fd_survives_read_buffer_boundary_inside_its_header);
 	RUN(fds_survive_partial_writes);
+	RUN(marked_message_without_fd_never_takes_the_next_ones_fd_at_any_cut);
+	RUN(each_marked_message_gets_its_own_fd_at_any_cut);
+	RUN(fd_message_after_a_sent_message_goes_out_with_one_write);
+	RUN(empty_ibuf_with_fd_sends_its_fd_with_the_data_after_it);
+	RUN(reader_offers_no_fd_once_a_header_of_the_read_claimed_it);
 
 	fixture_teardown();
 	return h_done();
