@@ -480,6 +480,112 @@ partial_writes_with_tiny_sndbuf_keep_every_message(void)
 	WAIT_CHILD(pid);
 }
 
+/*
+ * Exact queue lengths after partial writes.  A nonblocking pipe of one
+ * page takes exactly one page per write once emptied, so where a write
+ * ends is known to the byte.  Messages are 64 bytes (48 of payload): a
+ * page-sized write ends on a message end, and, after a 32-byte message
+ * first, in the middle of one.  imsgbuf_queuelen must count exactly the
+ * messages not yet written completely.
+ */
+#define QL_MSG		64
+
+/* A nonblocking pipe holding one page; its size, or -1 if unavailable. */
+static int
+ql_pipe(int p[2])
+{
+	int sz;
+
+	if (pipe(p) == -1)
+		die("pipe");
+	set_nonblock(p[0]);
+	set_nonblock(p[1]);
+#ifdef F_SETPIPE_SZ
+	sz = fcntl(p[1], F_SETPIPE_SZ, (int)sysconf(_SC_PAGESIZE));
+#else
+	sz = -1;
+#endif
+	if (sz == -1 || sz % QL_MSG != 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	return sz;
+}
+
+/* Empty the pipe; the messages' types must follow on from *next. */
+static void
+ql_empty_pipe(int fd, size_t want, uint32_t *next, size_t *skip)
+{
+	static unsigned char buf[1 << 16];
+	size_t got = 0, off;
+	ssize_t n;
+
+	while (got < want && (n = read(fd, buf + got, want - got)) > 0)
+		got += (size_t)n;
+	CHECK_UINT(got, ==, want);
+	/* The first *skip bytes end a message begun in the last page. */
+	for (off = *skip; off + 16 <= got; off += QL_MSG) {
+		CHECK_UINT(hdr_at(buf + off).type, ==, *next);
+		CHECK_UINT(hdr_at(buf + off).len, ==, QL_MSG);
+		(*next)++;
+	}
+	*skip = off - got;
+}
+
+static void
+ql_run(int cut)
+{
+	struct imsgbuf ib;
+	unsigned char pay[QL_MSG - 16];
+	uint32_t n, per, i, next = 0, q0;
+	size_t skip = 0;
+	int p[2], sz, w;
+
+	if ((sz = ql_pipe(p)) == -1) {
+		printf("# skipped: no F_SETPIPE_SZ\n");
+		return;
+	}
+	per = (uint32_t)sz / QL_MSG;
+	n = 3 * per + 10;
+	CHECK_INT(imsgbuf_init(&ib, p[1]), ==, 0);
+	memset(pay, 'q', sizeof(pay));
+	if (cut) {
+		/* Type 0 is 32 bytes, unchecked; types 1.. are 64. */
+		CHECK_INT(imsg_compose(&ib, 0, 0, 0, -1, pay, 16), ==, 1);
+		next = 1;
+		skip = 32;
+	}
+	for (i = next; i < next + n; i++)
+		CHECK_INT(imsg_compose(&ib, i, 0, 0, -1, pay, sizeof(pay)),
+		    ==, 1);
+	q0 = imsgbuf_queuelen(&ib);
+	CHECK_UINT(q0, ==, n + (cut ? 1 : 0));
+	/* Each write: one page, then the pipe is full. */
+	for (w = 1; w <= 3 && !h_case_failed; w++) {
+		CHECK_INT(imsgbuf_write(&ib), ==, 0);
+		CHECK_UINT(imsgbuf_queuelen(&ib), ==, q0 - (uint32_t)w * per);
+		CHECK_INT(imsgbuf_write(&ib), ==, 0);	/* EAGAIN: no change */
+		CHECK_UINT(imsgbuf_queuelen(&ib), ==, q0 - (uint32_t)w * per);
+		ql_empty_pipe(p[0], (size_t)sz, &next, &skip);
+	}
+	imsgbuf_clear(&ib);
+	close(p[0]);
+	close(p[1]);
+}
+
+static void
+queuelen_after_a_write_ending_on_a_message_end_is_exact(void)
+{
+	ql_run(0);
+}
+
+static void
+queuelen_after_a_write_ending_inside_a_message_is_exact(void)
+{
+	ql_run(1);
+}
+
 #define EAGAIN_N	100
 
 static void
@@ -1434,6 +1540,8 @@ main(void)
 	RUN(one_mib_message_arrives_over_many_reads);
 	RUN(hundreds_of_messages_in_one_write);
 	RUN(partial_writes_with_tiny_sndbuf_keep_every_message);
+	RUN(queuelen_after_a_write_ending_on_a_message_end_is_exact);
+	RUN(queuelen_after_a_write_ending_inside_a_message_is_exact);
 	RUN(imsgbuf_write_returns_0_on_eagain);
 	RUN(imsgbuf_read_returns_1_on_eagain);
 	RUN(eof_returns_0_after_delivering_what_came_before);
