@@ -1304,6 +1304,183 @@ peer_exit_during_flush_gives_epipe(void)
 	child_exit();
 }
 
+/*
+ * The same on a pipe whose reader has gone: writev has no MSG_NOSIGNAL,
+ * yet every write function must give EPIPE, leave the thread's signal
+ * mask as it found it, and neither raise a SIGPIPE nor eat one that the
+ * program had pending.  Each runs in a child with SIGPIPE at SIG_DFL, so
+ * a SIGPIPE kills it and the parent sees the signal.
+ */
+static int
+dead_pipe(void)
+{
+	int p[2];
+
+	if (pipe(p) == -1) {
+		h_fail(__FILE__, __LINE__, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	close(p[0]);
+	return p[1];
+}
+
+/* One write call of each kind on a fresh dead pipe; each must be EPIPE. */
+static void
+dead_pipe_writes(void)
+{
+	struct imsgbuf ib;
+	struct msgbuf *w;
+	struct ibuf *b;
+	int fd, fdpass, raw;
+
+	for (fdpass = 0; fdpass < 2; fdpass++) {
+		if ((fd = dead_pipe()) == -1)
+			return;
+		CHECK_INT(imsgbuf_init(&ib, fd), ==, 0);
+		if (fdpass)
+			imsgbuf_allow_fdpass(&ib);
+		CHECK_INT(imsg_compose(&ib, 1, 0, 0, -1, "hello", 5), ==, 1);
+		CHECK_FAIL(imsgbuf_write(&ib), -1, EPIPE);
+		CHECK_FAIL(imsgbuf_flush(&ib), -1, EPIPE);
+		imsgbuf_clear(&ib);
+		close(fd);
+	}
+	for (raw = 0; raw < 2; raw++) {
+		if ((fd = dead_pipe()) == -1)
+			return;
+		if ((w = msgbuf_new()) == NULL || (b = ibuf_open(4)) == NULL) {
+			h_fail(__FILE__, __LINE__, "msgbuf_new/ibuf_open");
+			close(fd);
+			msgbuf_free(w);
+			return;
+		}
+		CHECK_INT(ibuf_add(b, "data", 4), ==, 0);
+		ibuf_close(w, b);
+		if (raw)
+			CHECK_FAIL(ibuf_write(fd, w), -1, EPIPE);
+		else
+			CHECK_FAIL(msgbuf_write(fd, w), -1, EPIPE);
+		CHECK_UINT(msgbuf_queuelen(w), ==, 1);
+		msgbuf_free(w);
+		close(fd);
+	}
+}
+
+static int
+sigpipe_is_pending(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigpending(&set);
+	return sigismember(&set, SIGPIPE);
+}
+
+/* Every signal's blocked state in the two masks is the same. */
+static int
+same_mask(const sigset_t *a, const sigset_t *b)
+{
+	int sig;
+
+	for (sig = 1; sig < NSIG; sig++)
+		if (sigismember(a, sig) != sigismember(b, sig))
+			return 0;
+	return 1;
+}
+
+static void
+pipe_without_reader_gives_epipe_not_sigpipe(void)
+{
+	pid_t pid;
+
+	if ((pid = fork_child()) == 0) {
+		alarm(20);
+		sigpipe_default();
+		dead_pipe_writes();
+		CHECK(!sigpipe_is_pending());
+		child_exit();
+	}
+	if (pid != -1)
+		check_child(pid, "writer to a pipe without reader");
+}
+
+static void
+pipe_write_leaves_the_signal_mask_unchanged(void)
+{
+	sigset_t set, before, after;
+	pid_t pid;
+
+	if ((pid = fork_child()) == 0) {
+		alarm(20);
+		sigpipe_default();
+		/* Something blocked, SIGPIPE not: both must stay so. */
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR1);
+		sigaddset(&set, SIGHUP);
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
+		pthread_sigmask(SIG_SETMASK, NULL, &before);
+		dead_pipe_writes();
+		pthread_sigmask(SIG_SETMASK, NULL, &after);
+		CHECK(same_mask(&before, &after));
+		CHECK(!sigismember(&after, SIGPIPE));
+		CHECK(sigismember(&after, SIGUSR1));
+		child_exit();
+	}
+	if (pid != -1)
+		check_child(pid, "mask around writes to a dead pipe");
+}
+
+static volatile sig_atomic_t sigpipe_seen;
+
+static void
+count_sigpipe(int sig)
+{
+	(void)sig;
+	sigpipe_seen++;
+}
+
+/*
+ * A SIGPIPE the program blocked and has pending is its own: the write
+ * must leave it pending (and raise none of its own, which would be
+ * merged with it and go unseen, so a blocked but not pending SIGPIPE
+ * must not be pending afterwards either).
+ */
+static void
+pending_sigpipe_stays_pending_across_pipe_writes(void)
+{
+	struct sigaction sa;
+	sigset_t set, after;
+	pid_t pid;
+
+	if ((pid = fork_child()) == 0) {
+		alarm(20);
+		sigpipe_default();
+		sigemptyset(&set);
+		sigaddset(&set, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
+		/* Blocked, not pending: the writes leave none behind. */
+		dead_pipe_writes();
+		CHECK(!sigpipe_is_pending());
+		/* Blocked and pending: it is still there afterwards. */
+		raise(SIGPIPE);
+		CHECK(sigpipe_is_pending());
+		dead_pipe_writes();
+		CHECK(sigpipe_is_pending());
+		pthread_sigmask(SIG_SETMASK, NULL, &after);
+		CHECK(sigismember(&after, SIGPIPE));
+		/* Delivered once, when the program unblocks it. */
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = count_sigpipe;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGPIPE, &sa, NULL);
+		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+		CHECK_INT(sigpipe_seen, ==, 1);
+		child_exit();
+	}
+	if (pid != -1)
+		check_child(pid, "pending SIGPIPE across writes to a dead pipe");
+}
+
 /* ---------------------------------------------------------------- */
 /* 5. Hostile streams written by hand */
 
@@ -2189,6 +2366,9 @@ main(void)
 	RUN(blocked_reader_retries_after_eintr);
 	RUN(closed_peer_gives_epipe_not_sigpipe);
 	RUN(peer_exit_during_flush_gives_epipe);
+	RUN(pipe_without_reader_gives_epipe_not_sigpipe);
+	RUN(pipe_write_leaves_the_signal_mask_unchanged);
+	RUN(pending_sigpipe_stays_pending_across_pipe_writes);
 	RUN(fd_on_unmarked_message_is_closed);
 	RUN(extra_fds_in_one_sendmsg_are_closed);
 	RUN(mark_without_fd_gives_no_fd);
