@@ -702,7 +702,8 @@ fds_survive_partial_writes(void)
  * queued in the socket before the receiver's first read, so where the
  * reader's buffer cuts the stream depends only on the filler length K.
  */
-static unsigned char cut_msg[16 + 40000];
+/* The largest filler message is 60000 bytes, header included. */
+static unsigned char cut_msg[60000];
 
 /* Send n bytes, taking fd (closed once sent, or on failure). */
 static int
@@ -753,6 +754,10 @@ raw_send(int s, uint32_t type, size_t paylen, int mark, int fd)
 {
 	uint32_t len = (uint32_t)(16 + paylen);
 
+	if (len > sizeof(cut_msg)) {
+		errno = EMSGSIZE;
+		return -1;
+	}
 	put_hdr(cut_msg, type, len | (mark ? MARK : 0), type, 1);
 	memset(cut_msg + 16, (int)(type & 0xff), paylen);
 	return raw_send_bytes(s, cut_msg, len, fd);
