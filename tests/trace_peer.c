@@ -156,6 +156,7 @@ mode_fork(int chan)
 		if (imsg_compose(&ib, 2, 2, getpid(), -1, NULL, 0) != 1)
 			FAIL("imsg_compose in the child");
 		flush(&ib);
+		imsgbuf_clear(&ib);
 		_exit(0);
 	}
 	if (waitpid(pid, &status, 0) == -1 || status != 0)
