@@ -323,7 +323,8 @@ run_script(const char *prog, const char *trace, const char *data,
 		}
 		msg_free(&m);
 	}
-	CHECK_INT(imsg_compose(&ib, 20, 30, 0, devnull(), "topsecret", 9), ==, 1);
+	CHECK_INT(imsg_compose(&ib, 20, 30, 0, devnull(), "topsecret", 9),
+	    ==, 1);
 	CHECK_INT(drain(&ib), ==, 0);
 	expect(&ib, 6, &m);
 	sc->gotfd = payload_int(&m);
@@ -690,7 +691,7 @@ setuid_program_ignores_both_variables(void)
 	}
 	if (SANITIZED) {
 		/* It cannot read /proc/self of a set-user-ID process. */
-		printf("# skip: the sanitizer runtime cannot run set-user-ID\n");
+		printf("# skip: sanitizers cannot run set-user-ID\n");
 		return;
 	}
 	snprintf(prog, sizeof(prog), "%s/suid_peer", tmpdir);

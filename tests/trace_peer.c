@@ -194,7 +194,7 @@ loopback(int n, uint32_t base)
 
 /*
  * closeall: one message, then every descriptor from 3 up is closed and
- * the numbers 3-63 all become the write end of one pipe.  Messages sent
+ * the numbers 3-255 all become the write end of one pipe.  Messages sent
  * after that must leave the pipe empty.
  */
 static void
@@ -214,10 +214,10 @@ mode_closeall(int chan)
 	for (fd = 3; fd < 1024; fd++)
 		(void)close(fd);
 	/* The read end goes out of the way, above the numbers reused. */
-	if (pipe(p) == -1 || (rd = fcntl(p[0], F_DUPFD, 100)) == -1 ||
+	if (pipe(p) == -1 || (rd = fcntl(p[0], F_DUPFD, 300)) == -1 ||
 	    close(p[0]) == -1 || fcntl(rd, F_SETFL, O_NONBLOCK) == -1)
 		FAIL("pipe");
-	for (fd = 3; fd < 64; fd++)
+	for (fd = 3; fd < 256; fd++)
 		if (fd != p[1] && dup2(p[1], fd) == -1)
 			FAIL("dup2");
 	loopback(20, 100);
