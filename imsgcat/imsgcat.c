@@ -144,7 +144,7 @@ fatal(struct cat *c, int status, const char *fmt, ...)
 static void
 usage(FILE *f, int status)
 {
-	fputs("usage: imsgcat [-jV] [-F dir] [-m text] [-n count] [-s size]"
+	fputs("usage: imsgcat [-hjV] [-F dir] [-m text] [-n count] [-s size]"
 	    " [-w seconds] path\n"
 	    "       imsgcat -l [options] path\n"
 	    "       imsgcat -f fd [options]\n"
