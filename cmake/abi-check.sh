@@ -8,12 +8,13 @@
 #   abi-check.sh selftest LIBRARY BASELINE INCLUDEDIR   (ctest abi_baseline_selftest)
 #
 # Only the public ABI counts: the exported functions, their symbol
-# versions, and the types imsg.h defines.  Types defined elsewhere (the
-# library's own struct msgbuf and struct ibufqueue, which imsg.h only
-# declares) are dropped to declarations, so rewriting src/ cannot trip
-# the check; locations, parameter names, paths and the C library's
-# symbols are left out, so the file is the same from any build directory,
-# compiler or source path.
+# versions, and the types imsg.h defines.  Internal functions and
+# variables (hidden, not exported) are left out, and types defined
+# elsewhere (the library's own struct msgbuf and struct ibufqueue, which
+# imsg.h only declares) are dropped to declarations, so rewriting src/
+# cannot trip the check; locations, parameter names, paths and the C
+# library's symbols are left out, so the file is the same from any build
+# directory, compiler or source path.
 #
 # Exits 77 (ctest's SKIP_RETURN_CODE) when abidw or abidiff is missing,
 # when the library has no debug information to read types from (a
@@ -47,6 +48,7 @@ trap 'rm -rf "$WORK"' EXIT
 dump()
 {
 	abidw --headers-dir "$INCLUDEDIR" --drop-private-types \
+	    --exported-interfaces-only \
 	    --drop-undefined-syms --no-elf-needed --no-corpus-path \
 	    --no-comp-dir-path --no-show-locs --short-locs \
 	    --no-parameter-names --out-file "$2" "$1"
@@ -139,6 +141,25 @@ mutate type "/<function-decl name='imsg_get_fd'/,/<\/function-decl>/s/<return ty
 mutate version "/elf-symbol name='imsg_get_fd'/s/LIBIMSG_1\.0/LIBIMSG_0.9/;s/imsg_get_fd@@LIBIMSG_1\.0/imsg_get_fd@@LIBIMSG_0.9/"
 
 expect same "the baseline against itself" "$BASELINE"
+# Internal things stay out of the dump of the built library: nothing of
+# the reserved libimsg__ prefix, and the library's own structs only as
+# declarations.
+if grep -q "name='libimsg__" "$WORK/built.abi"; then
+	echo "not ok - internal names in the ABI dump:"
+	grep "name='libimsg__" "$WORK/built.abi" | sed 's/^/#   /'
+	nfail=$((nfail + 1))
+else
+	echo "ok - no internal (libimsg__) names in the ABI dump"
+fi
+for t in msgbuf ibufqueue; do
+	if grep "<class-decl name='$t' " "$WORK/built.abi" |
+	    grep -qv "is-declaration-only='yes'"; then
+		echo "not ok - struct $t, private to src/, is described in full"
+		nfail=$((nfail + 1))
+	else
+		echo "ok - struct $t is only declared in the ABI dump"
+	fi
+done
 expect differs "a moved member of struct ibuf" "$WORK/layout.abi"
 expect differs "a removed function" "$WORK/removed.abi"
 expect differs "a function with another return type" "$WORK/type.abi"

@@ -27,7 +27,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -41,10 +40,14 @@
 #define PATH_MAX	4096
 #endif
 
-/* At most this many payload bytes per line, whatever LIBIMSG_TRACE_DATA asks. */
+/* Payload bytes shown per line at most, whatever LIBIMSG_TRACE_DATA asks. */
 #define TRACE_DATA_MAX	4096
+/* The trace descriptor moves to this number or above if the limit allows. */
+#define TRACE_FD_MIN	100
+/* Time, pid, event name (at most 5 bytes), channel, and their spaces. */
+#define TRACE_PREFIX_MAX	(21 + 1 + 6 + 1 + 21 + 1 + 5 + 1 + 12)
 /* The text form shows a payload byte in two characters at most. */
-#define TRACE_LINE_MAX	(256 + 2 * TRACE_DATA_MAX)
+#define TRACE_LINE_MAX	(TRACE_PREFIX_MAX + 256 + 2 * TRACE_DATA_MAX)
 
 /* How a line reaches the trace descriptor without raising SIGPIPE. */
 enum trace_kind {
@@ -190,14 +193,21 @@ trace_open(void)
 	if (fd == -1)
 		return;
 	/*
-	 * A program started with standard input, output or error closed
-	 * would otherwise write its own output into the trace later.
+	 * open(2), pipe(2) and socket(2) return the lowest free number: up
+	 * here, a program that closes the trace does not get its number back
+	 * for something else, even while another thread is between the check
+	 * and the write of trace_emit.  And never 0-2: a program started
+	 * with one of them closed would write its own output into the trace.
 	 */
-	if (fd <= STDERR_FILENO) {
+	hi = fcntl(fd, F_DUPFD_CLOEXEC, TRACE_FD_MIN);
+	if (hi == -1 && fd <= STDERR_FILENO)
 		hi = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+	if (hi != -1) {
 		close(fd);
-		if ((fd = hi) == -1)
-			return;
+		fd = hi;
+	} else if (fd <= STDERR_FILENO) {
+		close(fd);
+		return;
 	}
 	trace_take(fd);
 }
@@ -248,7 +258,8 @@ trace_init(void)
 		errno = 0;
 		n = strtoul(data, &end, 10);
 		if (errno == 0 && end != data && *end == '\0')
-			trace_datashow = n > TRACE_DATA_MAX ? TRACE_DATA_MAX : n;
+			trace_datashow = n < TRACE_DATA_MAX ? n :
+			    TRACE_DATA_MAX;
 	}
 	trace_open();
 	if (trace_perpid > 0 && libimsg__tracing())
@@ -324,20 +335,56 @@ trace_emit(const char *line, size_t len)
 		trace_stop(fd);
 }
 
-/* "<seconds.microseconds> <pid> <event> <chan>" into line; its length. */
+static char *
+trace_put_str(char *p, const char *s)
+{
+	size_t len = strlen(s);
+
+	memcpy(p, s, len);
+	return p + len;
+}
+
+/* v in decimal at p, zero-padded to width digits; returns the end. */
+static char *
+trace_put_num(char *p, long long v, size_t width)
+{
+	char num[24], *digits;
+	unsigned long long u = (unsigned long long)v;
+	size_t len;
+
+	if (v < 0) {
+		*p++ = '-';
+		u = 0 - u;
+	}
+	digits = trace_utoa(num + sizeof(num), u);
+	for (len = strlen(digits); len < width; len++)
+		*p++ = '0';
+	return trace_put_str(p, digits);
+}
+
+/*
+ * "<seconds.microseconds> <pid> <event> <chan>" at line, which has room
+ * for TRACE_PREFIX_MAX bytes; returns its length.  By hand: snprintf
+ * cost four times what the rest of the line does.
+ */
 static size_t
-trace_prefix(char *line, size_t size, const char *event, int chan)
+trace_prefix(char *line, const char *event, int chan)
 {
 	struct timespec ts;
-	int n;
+	char *p = line;
 
 	if (clock_gettime(CLOCK_REALTIME, &ts) == -1)
 		ts.tv_sec = ts.tv_nsec = 0;
-	n = snprintf(line, size, "%lld.%06ld %ld %s %d", (long long)ts.tv_sec,
-	    (long)(ts.tv_nsec / 1000), (long)getpid(), event, chan);
-	if (n < 0)
-		return 0;
-	return (size_t)n < size ? (size_t)n : size - 1;
+	p = trace_put_num(p, (long long)ts.tv_sec, 1);
+	*p++ = '.';
+	p = trace_put_num(p, (long long)(ts.tv_nsec / 1000), 6);
+	*p++ = ' ';
+	p = trace_put_num(p, (long long)getpid(), 1);
+	*p++ = ' ';
+	p = trace_put_str(p, event);
+	*p++ = ' ';
+	p = trace_put_num(p, chan, 1);
+	return (size_t)(p - line);
 }
 
 /*
@@ -353,7 +400,7 @@ trace_msg(const char *event, int chan, const void *hdrp, const void *data,
 	size_t n, room, r;
 
 	memcpy(&hdr, hdrp, sizeof(hdr));
-	n = trace_prefix(line, sizeof(line), event, chan);
+	n = trace_prefix(line, event, chan);
 	line[n++] = ' ';
 	/* Keep one byte for the newline. */
 	room = sizeof(line) - n - 1;
@@ -381,7 +428,7 @@ libimsg__trace_sendbuf(int chan, const struct ibuf *msg)
 	size_t size = msg->wpos - msg->rpos;
 	int saved_errno = errno;
 
-	/* imsg_close takes any ibuf; one too short to hold a header is no imsg. */
+	/* imsg_close takes any ibuf: one too short for a header is no imsg. */
 	if (size >= IMSG_HEADER_SIZE)
 		trace_msg("send", chan, p, p + IMSG_HEADER_SIZE,
 		    size - IMSG_HEADER_SIZE, msg->fd);
@@ -422,9 +469,9 @@ libimsg__trace_sendv(int chan, uint32_t type, uint32_t peerid, uint32_t pid,
 	errno = saved_errno;
 }
 
-/* A name for the errors a channel meets; the number for the others. */
+/* A name for the errors a channel meets; NULL for the others. */
 static const char *
-trace_errname(int err, char *num, size_t size)
+trace_errname(int err)
 {
 	static const struct {
 		int		 err;
@@ -442,7 +489,8 @@ trace_errname(int err, char *num, size_t size)
 		{ ECONNREFUSED, "ECONNREFUSED" }, { ENOTCONN, "ENOTCONN" },
 		{ ECONNABORTED, "ECONNABORTED" }, { ETIMEDOUT, "ETIMEDOUT" },
 		{ EHOSTUNREACH, "EHOSTUNREACH" }, { ENETDOWN, "ENETDOWN" },
-		{ ENETUNREACH, "ENETUNREACH" }, { EDESTADDRREQ, "EDESTADDRREQ" },
+		{ ENETUNREACH, "ENETUNREACH" },
+		{ EDESTADDRREQ, "EDESTADDRREQ" },
 		{ EPROTO, "EPROTO" }, { EOPNOTSUPP, "EOPNOTSUPP" },
 	};
 	size_t i;
@@ -450,30 +498,28 @@ trace_errname(int err, char *num, size_t size)
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (names[i].err == err)
 			return names[i].name;
-	(void)snprintf(num, size, "%d", err);
-	return num;
+	return NULL;
 }
 
-/* "eof", or "error" with the operation and the errno name. */
+/* "eof", or "error" with the operation and the errno name (or number). */
 static void
 trace_event(const char *event, int chan, const char *op, int err)
 {
-	char line[256], num[16];
-	size_t n;
-	int r;
+	char line[TRACE_PREFIX_MAX + 64], *p;
+	const char *name;
 
-	n = trace_prefix(line, sizeof(line), event, chan);
+	p = line + trace_prefix(line, event, chan);
 	if (op != NULL) {
-		r = snprintf(line + n, sizeof(line) - n, " %s %s", op,
-		    trace_errname(err, num, sizeof(num)));
-		if (r > 0)
-			n += (size_t)r < sizeof(line) - n ? (size_t)r :
-			    sizeof(line) - n - 1;
+		*p++ = ' ';
+		p = trace_put_str(p, op);
+		*p++ = ' ';
+		if ((name = trace_errname(err)) != NULL)
+			p = trace_put_str(p, name);
+		else
+			p = trace_put_num(p, err, 1);
 	}
-	if (n >= sizeof(line) - 1)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	trace_emit(line, n);
+	*p++ = '\n';
+	trace_emit(line, (size_t)(p - line));
 }
 
 void
