@@ -2648,6 +2648,235 @@ descriptor_of_slab_message_claimed_after_reader_moved_on(void)
 	close(sv[1]);
 }
 
+/* ---- each optimisation, with a case that fails without it ----------- */
+
+/*
+ * Small messages are copied into write batches: the first of an idle
+ * queue small, the next ones large while the writer is ahead.
+ */
+static void
+small_messages_share_write_batches_small_then_large(void)
+{
+	struct imsgbuf a, b;
+	struct imsg m;
+	unsigned char pay[100];
+	struct ibuf *first;
+	int sv[2], i, got = 0;
+
+	memset(pay, 0x3c, sizeof(pay));
+	pair(sv);
+	ib_open(&a, sv[0], 0, 0);
+	ib_open(&b, sv[1], 0, 0);
+	CHECK_INT(imsg_compose(&a, 1, 0, 0, -1, pay, sizeof(pay)), ==, 1);
+	first = a.w->wq.head;
+	CHECK(first != NULL && (ibuf_box(first)->flags & IBUF_BOX_BATCH));
+	if (first != NULL)
+		CHECK_UINT(first->max, ==, MSGBUF_SMALL);
+	for (i = 1; i < 100; i++)
+		CHECK_INT(imsg_compose(&a, 1, (uint32_t)i, 0, -1, pay,
+		    sizeof(pay)), ==, 1);
+	CHECK_UINT(a.w->wq.count, ==, 2);
+	if (a.w->wq.count == 2)
+		CHECK_UINT(a.w->wq.head->entry.tqe_next->max, ==, MSGBUF_LARGE);
+	CHECK_UINT(imsgbuf_queuelen(&a), ==, 100);
+	CHECK_INT(imsgbuf_flush(&a), ==, 0);
+	CHECK(a.w->wq.head == NULL);
+	if (read_pending(&b) >= 0)
+		while (imsgbuf_get(&b, &m) == 1) {
+			CHECK_UINT(imsg_get_id(&m), ==, (uint32_t)got);
+			got++;
+			imsg_free(&m);
+		}
+	CHECK_INT(got, ==, 100);
+	imsgbuf_clear(&a);
+	imsgbuf_clear(&b);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static int hdr_calls;
+static struct ibuf *(*real_readhdr)(struct ibuf *, void *, int *);
+
+static struct ibuf *
+counting_readhdr(struct ibuf *hdr, void *arg, int *fd)
+{
+	hdr_calls++;
+	return real_readhdr(hdr, arg, fd);
+}
+
+/*
+ * Whole unmarked messages are taken through the imsg layer's hook,
+ * without the header callback; a marked one, and one cut by the end of
+ * a read, still go through it.
+ */
+static void
+whole_unmarked_messages_skip_the_header_callback(void)
+{
+	struct imsgbuf ib;
+	struct imsg m;
+	uint32_t size[3] = { 40, 40, 40 };
+	unsigned char *s;
+	size_t len;
+	int sv[2], got = 0;
+
+	s = raw_stream(size, 0, 3, &len);
+	pair(sv);
+	ib_open(&ib, sv[0], 0, 0);
+	real_readhdr = ib.w->readhdr;
+	ib.w->readhdr = counting_readhdr;
+	hdr_calls = 0;
+	write_all(sv[1], s, len);
+	CHECK_INT(imsgbuf_read(&ib), ==, 1);
+	CHECK_INT(hdr_calls, ==, 0);
+	((struct imsg_hdr *)(void *)s)->len |= MARK;
+	write_all(sv[1], s, HDR + size[0]);
+	CHECK_INT(imsgbuf_read(&ib), ==, 1);
+	CHECK_INT(hdr_calls, ==, 1);
+	write_all(sv[1], s + HDR + size[0], HDR + 8);
+	CHECK_INT(imsgbuf_read(&ib), ==, 1);
+	write_all(sv[1], s + 2 * HDR + size[0] + 8, size[1] - 8);
+	CHECK_INT(imsgbuf_read(&ib), ==, 1);
+	CHECK_INT(hdr_calls, ==, 2);
+	while (imsgbuf_get(&ib, &m) == 1) {
+		got++;
+		imsg_free(&m);
+	}
+	CHECK_INT(got, ==, 5);
+	imsgbuf_clear(&ib);
+	close(sv[0]);
+	close(sv[1]);
+	free(s);
+}
+
+/* A pipe of 1 MiB, so that a whole large message waits in it; -1. */
+static int
+big_pipe(int p[2])
+{
+	if (pipe(p) == -1)
+		die("pipe");
+	if (fcntl(p[0], F_SETPIPE_SZ, 1 << 20) == -1) {
+		printf("# skipped: no 1 MiB pipe (%s)\n", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A large message is read straight into its own buffer, the rest of it
+ * with one read of its own: two reads for 512 KiB waiting in a pipe,
+ * where reads through the 64 KiB read buffer would take nine.
+ */
+static void
+large_message_is_read_straight_into_its_buffer(void)
+{
+	struct imsgbuf ib;
+	struct imsg m;
+	uint32_t size = 512 * 1024;
+	unsigned char *s;
+	size_t len;
+	int p[2], reads = 0, r = 0;
+
+	if (big_pipe(p) == -1)
+		return;
+	s = raw_stream(&size, 0, 1, &len);
+	write_all(p[1], s, len);
+	ib_open(&ib, p[0], 0, 0);
+	CHECK_INT(imsgbuf_set_maxsize(&ib, size), ==, 0);
+	while ((r = imsgbuf_get(&ib, &m)) == 0 && reads < 40) {
+		if (imsgbuf_read(&ib) != 1)
+			break;
+		reads++;
+	}
+	CHECK_INT(reads, ==, 2);
+	if (r == 1) {
+		check_held("message", &m, 0, size, RAW_PID);
+		imsg_free(&m);
+	}
+	imsgbuf_clear(&ib);
+	close(p[0]);
+	close(p[1]);
+	free(s);
+}
+
+/*
+ * The read that finishes a large message reads nothing after it, so
+ * the next one is not begun (and allocated) before the program had the
+ * first: a reader of large messages holds one at a time.
+ */
+static void
+large_message_is_finished_before_the_next_header_is_parsed(void)
+{
+	struct imsgbuf ib;
+	struct imsg m;
+	uint32_t size[2] = { 300 * 1024, 300 * 1024 };
+	unsigned char *s;
+	size_t len;
+	int p[2], r;
+
+	if (big_pipe(p) == -1)
+		return;
+	s = raw_stream(size, 0, 2, &len);
+	write_all(p[1], s, len);
+	ib_open(&ib, p[0], 0, 0);
+	CHECK_INT(imsgbuf_set_maxsize(&ib, size[0]), ==, 0);
+	CHECK_INT(imsgbuf_read(&ib), ==, 1);
+	CHECK(ib.w->rmsg != NULL);
+	CHECK_INT(imsgbuf_read(&ib), ==, 1);
+	CHECK(ib.w->rmsg == NULL && ib.w->rlen == 0);
+	CHECK_UINT(ib.w->rq.count, ==, 1);
+	if (imsgbuf_get(&ib, &m) == 1) {
+		check_held("first", &m, 0, size[0], RAW_PID);
+		imsg_free(&m);
+	} else
+		FAILF("the first message is not there");
+	while ((r = imsgbuf_get(&ib, &m)) == 0)
+		if (imsgbuf_read(&ib) != 1)
+			break;
+	CHECK_INT(r, ==, 1);
+	if (r == 1) {
+		check_held("second", &m, 1, size[1], RAW_PID);
+		imsg_free(&m);
+	}
+	imsgbuf_clear(&ib);
+	close(p[0]);
+	close(p[1]);
+	free(s);
+}
+
+/*
+ * A message of a few KiB that is all there arrives with one
+ * imsgbuf_read, as with a 64 KiB read buffer: the read that filled the
+ * small buffer is followed by one that does not wait.
+ */
+static void
+message_that_is_all_there_arrives_with_one_read(void)
+{
+	struct imsgbuf ib;
+	struct imsg m;
+	uint32_t size = 10000;
+	unsigned char *s;
+	size_t len;
+	int sv[2], got;
+
+	s = raw_stream(&size, 0, 1, &len);
+	pair(sv);
+	ib_open(&ib, sv[0], 0, 0);
+	write_all(sv[1], s, len);
+	CHECK_INT(imsgbuf_read(&ib), ==, 1);
+	got = imsgbuf_get(&ib, &m);
+	CHECK_INT(got, ==, 1);
+	if (got == 1) {
+		check_held("message", &m, 0, size, RAW_PID);
+		imsg_free(&m);
+	}
+	imsgbuf_clear(&ib);
+	close(sv[0]);
+	close(sv[1]);
+	free(s);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -2684,5 +2913,10 @@ main(int argc, char *argv[])
 	CASE(read_buffer_grows_when_reads_fill_it_and_goes_after_a_light_one);
 	CASE(imsg_free_wipes_a_message_in_its_slab);
 	CASE(descriptor_of_slab_message_claimed_after_reader_moved_on);
+	CASE(small_messages_share_write_batches_small_then_large);
+	CASE(whole_unmarked_messages_skip_the_header_callback);
+	CASE(large_message_is_read_straight_into_its_buffer);
+	CASE(large_message_is_finished_before_the_next_header_is_parsed);
+	CASE(message_that_is_all_there_arrives_with_one_read);
 	return h_done();
 }
