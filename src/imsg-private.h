@@ -40,6 +40,18 @@
 #if MSGBUF_LARGE < IBUF_READ_SIZE
 #error "MSGBUF_LARGE must hold the largest header twice"
 #endif
+/*
+ * A write batch after the first of an idle queue.  Larger than the C
+ * library's first mmap threshold (128 KiB in glibc): the first one is
+ * mapped, and its free raises glibc's thresholds, trimming included,
+ * above it.  A writer that queues and sends rounds of batches then
+ * reuses heap memory, where 64 KiB batches made glibc give the heap top
+ * back and fault it in again every round (a brk call per round; 2.6
+ * times the throughput for 256-byte messages, BENCHMARKS.md).
+ */
+#define MSGBUF_BATCH_LARGE	(4 * MSGBUF_LARGE)
+/* A batch's table has room for a message per 64 bytes of it. */
+#define MSGBUF_BATCH_NMSG(size)	((size) / 64)
 /* Imsgs without a descriptor up to this size are copied into batches. */
 #define MSGBUF_BATCH_MSGMAX	(MSGBUF_SMALL / 4)
 #if MSGBUF_BATCH_MSGMAX > MSGBUF_SMALL
@@ -228,7 +240,8 @@ libimsg__msgbuf_batch_reserve(struct msgbuf *m, size_t len)
 	struct ibuf *b = m->wbatch;
 	struct wbatch *wb;
 
-	if (b == NULL || b->max - b->wpos < len)
+	if (b == NULL || b->max - b->wpos < len ||
+	    wbatch_of(b)->nmsg == MSGBUF_BATCH_NMSG(b->max))
 		return libimsg__msgbuf_batch_new(m, len);
 	wb = wbatch_of(b);
 	b->wpos += len;

@@ -151,9 +151,8 @@ libimsg__msgbuf_batch_new(struct msgbuf *m, size_t len)
 	struct wbatch *wb;
 	size_t size, table;
 
-	size = m->wq.head == NULL ? MSGBUF_SMALL : MSGBUF_LARGE;
-	/* Every imsg is at least a header: that bounds the table. */
-	table = sizeof(*wb) + size / IMSG_HEADER_SIZE * sizeof(wb->end[0]);
+	size = m->wq.head == NULL ? MSGBUF_SMALL : MSGBUF_BATCH_LARGE;
+	table = sizeof(*wb) + MSGBUF_BATCH_NMSG(size) * sizeof(wb->end[0]);
 	if ((b = libimsg__ibuf_alloc(size + table, size)) == NULL)
 		return NULL;
 	b->size = size;

@@ -2677,7 +2677,8 @@ small_messages_share_write_batches_small_then_large(void)
 		    sizeof(pay)), ==, 1);
 	CHECK_UINT(a.w->wq.count, ==, 2);
 	if (a.w->wq.count == 2)
-		CHECK_UINT(a.w->wq.head->entry.tqe_next->max, ==, MSGBUF_LARGE);
+		CHECK_UINT(a.w->wq.head->entry.tqe_next->max, ==,
+		    MSGBUF_BATCH_LARGE);
 	CHECK_UINT(imsgbuf_queuelen(&a), ==, 100);
 	CHECK_INT(imsgbuf_flush(&a), ==, 0);
 	CHECK(a.w->wq.head == NULL);
