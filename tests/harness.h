@@ -37,6 +37,43 @@ h_fail(const char *file, int line, const char *fmt, ...)
 	fflush(stdout);
 }
 
+/*
+ * Children forked by a case.  A watchdog that fires kills them first
+ * (h_kill_children), so a hung test leaves no process behind.
+ */
+#include <signal.h>
+#include <sys/types.h>
+
+#define H_MAXCHILD	256
+static pid_t	 h_children[H_MAXCHILD];
+static int	 h_nchildren;
+
+static pid_t	 h_fork(void) __attribute__((unused));
+static void	 h_kill_children(void) __attribute__((unused));
+
+/* fork(2), remembering the child in the parent. */
+static pid_t
+h_fork(void)
+{
+	pid_t pid;
+
+	if ((pid = fork()) == 0)
+		h_nchildren = 0;
+	else if (pid > 0 && h_nchildren < H_MAXCHILD)
+		h_children[h_nchildren++] = pid;
+	return pid;
+}
+
+/* Async-signal-safe: for watchdogs. */
+static void
+h_kill_children(void)
+{
+	int i;
+
+	for (i = 0; i < h_nchildren; i++)
+		(void)kill(h_children[i], SIGKILL);
+}
+
 /* Number of descriptors open in this process, to catch leaks. */
 static int
 h_count_fds(void)

@@ -174,7 +174,7 @@ in_child(void (*fn)(void))
 	int status;
 
 	fflush(stdout);
-	if ((pid = fork()) == -1) {
+	if ((pid = h_fork()) == -1) {
 		h_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
 		return;
 	}

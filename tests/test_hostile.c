@@ -327,7 +327,7 @@ fork_child(void)
 	pid_t pid;
 
 	fflush(stdout);
-	if ((pid = fork()) == -1)
+	if ((pid = h_fork()) == -1)
 		h_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
 	return pid;
 }

@@ -138,7 +138,7 @@ aborts_in_child(void (*fn)(void), const char *name)
 	}
 	fflush(stdout);
 	fflush(stderr);
-	if ((pid = fork()) == -1) {
+	if ((pid = h_fork()) == -1) {
 		h_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
 		close(p[0]);
 		close(p[1]);

@@ -103,7 +103,7 @@ cat_start(struct proc *p, const char *const *args, int input, int chanfd)
 	if (pipe(op) == -1 || pipe(ep) == -1)
 		bail("pipe");
 	fflush(stdout);
-	if ((p->pid = fork()) == -1)
+	if ((p->pid = h_fork()) == -1)
 		bail("fork");
 	if (p->pid == 0) {
 		child_fds(ip[0], op[1], ep[1], chanfd);

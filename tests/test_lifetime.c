@@ -69,6 +69,7 @@ watchdog(int sig)
 	const char *name = h_name != NULL ? h_name : "?";
 
 	(void)sig;
+	h_kill_children();
 	(void)!write(STDOUT_FILENO, pre, sizeof(pre) - 1);
 	(void)!write(STDOUT_FILENO, name, strlen(name));
 	(void)!write(STDOUT_FILENO, "\n", 1);
@@ -391,7 +392,7 @@ start_sender(int sock, int close_me, const struct plan *p, int fdpass,
 	int rc;
 
 	fflush(stdout);
-	if ((pid = fork()) == -1)
+	if ((pid = h_fork()) == -1)
 		die("fork");
 	if (pid != 0)
 		return pid;
@@ -1340,7 +1341,7 @@ messages_outlive_imsgbuf_clear_of_their_imsgbuf(void)
 	if (pipe(sync) == -1)
 		die("pipe");
 	fflush(stdout);
-	if ((pid = fork()) == -1)
+	if ((pid = h_fork()) == -1)
 		die("fork");
 	if (pid == 0) {
 		/* All messages, then 1016 bytes of a 3016-byte one. */
@@ -1812,7 +1813,7 @@ forked_reader_gets_every_message_once_in_order(void)
 		wm[k].pid = k % 3 == 0 ? (uint32_t)getpid() : 1000 + k % 50;
 	pair(sv);
 	fflush(stdout);
-	if ((pid = fork()) == -1)
+	if ((pid = h_fork()) == -1)
 		die("fork");
 	if (pid == 0) {
 		alarm(CHILD_ALARM);

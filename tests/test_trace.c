@@ -107,7 +107,7 @@ peer_start(struct peer *p, const char *prog, const char *mode,
 	if (pipe(o) == -1)
 		die("pipe");
 	fflush(stdout);
-	if ((p->pid = fork()) == -1)
+	if ((p->pid = h_fork()) == -1)
 		die("fork");
 	if (p->pid == 0)
 		peer_exec(prog, mode, trace, data, sv[1], o[1], errfd);

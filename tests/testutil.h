@@ -52,6 +52,7 @@ watchdog(int sig)
 	const char *name = h_name != NULL ? h_name : "?";
 
 	(void)sig;
+	h_kill_children();
 	(void)!write(STDOUT_FILENO, pre, sizeof(pre) - 1);
 	(void)!write(STDOUT_FILENO, name, strlen(name));
 	(void)!write(STDOUT_FILENO, "\n", 1);
@@ -119,7 +120,7 @@ fork_child(void)
 	pid_t pid;
 
 	fflush(stdout);
-	if ((pid = fork()) == -1)
+	if ((pid = h_fork()) == -1)
 		die("fork");
 	if (pid == 0) {
 		/* The child reports through its exit status. */
