@@ -53,7 +53,7 @@
 enum trace_kind {
 	TRACE_FILE,		/* regular file, tty...: write(2) */
 	TRACE_PIPE,		/* pipe or FIFO: write(2) with SIGPIPE held */
-	TRACE_SOCK		/* socket: send(2) with MSG_NOSIGNAL */
+	TRACE_SOCK		/* socket: send(2) with MSG_NOSIGNAL if any */
 };
 
 int libimsg__trace_fd = -1;
@@ -281,29 +281,21 @@ trace_fini(void)
 }
 
 /*
- * A pipe whose reader has gone would kill the program with SIGPIPE: hold
- * the signal for this thread during the write and take back the one the
- * write raised, unless one was already pending for the program.
+ * A pipe or socket whose reader has gone must not kill the program: see
+ * write.c.  plain: a pipe, written with writev.
  */
 static ssize_t
-trace_write_pipe(int fd, const char *line, size_t len)
+trace_write_nosigpipe(int fd, const char *line, size_t len, int plain)
 {
-	static const struct timespec zero;
-	sigset_t pipeset, old, pending;
-	ssize_t n;
-	int was_pending;
+	struct iovec iov;
+	struct msghdr msg;
 
-	sigemptyset(&pipeset);
-	sigaddset(&pipeset, SIGPIPE);
-	if (pthread_sigmask(SIG_BLOCK, &pipeset, &old) != 0)
-		return -1;
-	was_pending = sigpending(&pending) == 0 &&
-	    sigismember(&pending, SIGPIPE);
-	n = write(fd, line, len);
-	if (n == -1 && errno == EPIPE && !was_pending)
-		(void)sigtimedwait(&pipeset, NULL, &zero);
-	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return n;
+	iov.iov_base = (void *)(uintptr_t)line;
+	iov.iov_len = len;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	return libimsg__write_nosigpipe(fd, &msg, plain);
 }
 
 /* One line, in one write, to the trace if it is still the file opened. */
@@ -321,10 +313,14 @@ trace_emit(const char *line, size_t len)
 	}
 	switch (trace_kind) {
 	case TRACE_PIPE:
-		n = trace_write_pipe(fd, line, len);
+		n = trace_write_nosigpipe(fd, line, len, 1);
 		break;
 	case TRACE_SOCK:
+#ifdef HAVE_MSG_NOSIGNAL
 		n = send(fd, line, len, MSG_NOSIGNAL);
+#else
+		n = trace_write_nosigpipe(fd, line, len, 0);
+#endif
 		break;
 	default:
 		n = write(fd, line, len);

@@ -63,12 +63,12 @@ gather(struct msgbuf *m, struct iovec *iov, int fdpass)
 
 /*
  * Write with SIGPIPE blocked, where the system call has no flag for it
- * (writev on a pipe; sockets without MSG_NOSIGNAL).  A SIGPIPE this call
- * raised is taken before the old mask returns; one that was pending
- * before stays pending.
+ * (writev on a pipe, plain; sockets without MSG_NOSIGNAL).  A SIGPIPE
+ * this call raised is taken before the old mask returns; one that was
+ * pending before stays pending.  The trace writes through here too.
  */
-static ssize_t
-write_nosigpipe(int fd, struct msghdr *msg, int plain)
+ssize_t
+libimsg__write_nosigpipe(int fd, struct msghdr *msg, int plain)
 {
 	sigset_t pipeset, oldset, pending;
 	ssize_t n;
@@ -102,11 +102,11 @@ static ssize_t
 write_once(int fd, struct msgbuf *m, struct msghdr *msg, int sendfd)
 {
 	if (m->notsock == fd + 1 && !sendfd)
-		return write_nosigpipe(fd, msg, 1);
+		return libimsg__write_nosigpipe(fd, msg, 1);
 #ifdef HAVE_MSG_NOSIGNAL
 	return sendmsg(fd, msg, MSG_NOSIGNAL);
 #else
-	return write_nosigpipe(fd, msg, 0);
+	return libimsg__write_nosigpipe(fd, msg, 0);
 #endif
 }
 
