@@ -77,6 +77,23 @@ libimsg__slab_retire(struct slab *s)
 		slab_drop(s, -(int32_t)s->carved);
 }
 
+/* Retire the slab at *sp, if any, and start a fresh one there. */
+static struct slab *
+slab_new(struct slab **sp)
+{
+	struct slab *s;
+
+	libimsg__slab_retire(*sp);
+	*sp = NULL;
+	if ((s = malloc(MSGBUF_SMALL)) == NULL)
+		return NULL;
+	s->refs = 0;
+	s->carved = 0;
+	s->used = sizeof(*s);
+	*sp = s;
+	return s;
+}
+
 /*
  * Carve a fixed-size ibuf of len bytes (at most MSGBUF_SLAB_MSGMAX) out
  * of *sp, moving on to a fresh slab when this one is full.  The storage
@@ -89,22 +106,20 @@ libimsg__slab_carve(struct slab **sp, size_t len)
 	struct ibuf_box *box;
 	size_t need = sizeof(*box) + ((len + 15) & ~(size_t)15);
 
-	if (s != NULL && MSGBUF_SMALL - s->used < need) {
-		libimsg__slab_retire(s);
-		*sp = s = NULL;
-	}
-	if (s == NULL) {
-		if ((s = malloc(MSGBUF_SMALL)) == NULL)
+	if (s == NULL || MSGBUF_SMALL - s->used < need) {
+		if ((s = slab_new(sp)) == NULL)
 			return NULL;
-		s->refs = 0;
-		s->carved = 0;
-		s->used = sizeof(*s);
-		*sp = s;
 	}
 	box = (struct ibuf_box *)(void *)((char *)s + s->used);
-	box_init(box, ibuf_box_inline(box), len, len);
+	box->cap = len;
 	box->flags = IBUF_BOX_SLAB;
 	box->slaboff = (uint16_t)(s->used / 16);
+	box->ib.entry.tqe_next = NULL;
+	box->ib.entry.tqe_prev = NULL;
+	box->ib.buf = len > 0 ? ibuf_box_inline(box) : NULL;
+	box->ib.size = box->ib.max = len;
+	box->ib.wpos = box->ib.rpos = 0;
+	box->ib.fd = -1;
 	s->used += need;
 	s->carved++;
 	return &box->ib;

@@ -705,6 +705,12 @@ ibuf_free(struct ibuf *b)
 		libimsg__ibuf_view_abort("ibuf_free");
 	box = ibuf_box(b);
 	libimsg__wipe(b->buf, b->size);
+	/* Most received messages: nothing to close, no storage of its own. */
+	if (b->fd < 0 && !ibuf_box_heapbuf(box) &&
+	    (box->flags & IBUF_BOX_SLAB)) {
+		libimsg__ibuf_release(b);
+		return;
+	}
 	saved_errno = errno;
 	if (b->fd >= 0)
 		close(b->fd);
