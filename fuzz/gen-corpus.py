@@ -62,14 +62,20 @@ def repeat(n, nfds=0, noread=0, drain=0, release=0):
 
 
 def reader_layout():
-    """MBLOCK_SIZE, sizeof(struct ibuf_box), MSGBUF_READ_MAX and
-    MSGBUF_READ_MIN, compiled from src/imsg-private.h (without a compiler,
-    their values on LP64 when this was written): the seeds that aim at
-    the end of the read block depend on them."""
+    """The reader's sizes, compiled from src/imsg-private.h (without a
+    compiler, their values on LP64 when this was written): the seeds that
+    aim at the edges of the read buffer and of slabs depend on them.
+    small, large: the read buffer's two sizes (a fresh reader reads into
+    a small one; a read that fills it makes the next one large); slabmax:
+    the longest imsg (header included) carved from a slab; box, slab: the
+    bytes a carved message and a slab's header take; alone: a message
+    with this much left to fill is read into by a read of its own."""
+    names = ("small", "large", "slabmax", "box", "slab", "alone")
     prog = (b'#include "imsg-private.h"\n#include <stdio.h>\n'
-            b'int main(void) { printf("%zu %zu %zu %zu\\n", '
-            b'(size_t)MBLOCK_SIZE, sizeof(struct ibuf_box), '
-            b'(size_t)MSGBUF_READ_MAX, (size_t)MSGBUF_READ_MIN); }\n')
+            b'int main(void) { printf("%zu %zu %zu %zu %zu %zu\\n", '
+            b'(size_t)MSGBUF_SMALL, (size_t)MSGBUF_LARGE, '
+            b'(size_t)MSGBUF_SLAB_MSGMAX, sizeof(struct ibuf_box), '
+            b'sizeof(struct slab), (size_t)MSGBUF_DIRECT_ALONE); }\n')
     top = os.path.join(here, "..")
     with tempfile.TemporaryDirectory() as tmp:
         exe = os.path.join(tmp, "layout")
@@ -80,31 +86,56 @@ def reader_layout():
                             "-o", exe], input=prog, check=True,
                            capture_output=True)
             res = subprocess.run([exe], check=True, capture_output=True)
-            return tuple(int(v) for v in res.stdout.split())
+            vals = [int(v) for v in res.stdout.split()]
         except (OSError, subprocess.CalledProcessError):
-            return (512 * 1024, 96, 65536, 16384)
+            vals = [4096, 65536, 1024, 80, 16, 65536]
+    return dict(zip(names, vals))
 
 
-def to_block_end(tail, fdpass=1, seed=1):
-    """Hold a 24-byte imsg in place at offset 0 of the read block (so it
-    cannot start over), then fill the block with 64 KiB reads of
-    misaligned 4 KiB imsgs (copied out, no box on the block) until less
-    than 64 KiB of room is left, then send one filler imsg so that the
-    next read, which the room cuts, ends `tail` bytes into the last
-    chunk.  Everything fetched is held."""
-    block, box, read_max, read_min = LAYOUT
-    room = block - box - 24
-    k = 0
-    while room - read_max >= read_min:
-        room -= read_max
-        k += 1
-    filler = room - tail
-    assert 16 <= filler <= 65535 and k > 0
-    return (cfg(fdpass=fdpass, limit=7, hold=1, seed=seed) +
-            built(1, 8, flags=2) +
-            built(2, 4080, flags=2, noread=1) + repeat(15) +
-            b"".join(repeat(16) for _ in range(k - 1)) +
-            built(3, filler, flags=0x12, noread=1))
+def whole(n, type_=1, unit=1000, read=0):
+    """Unmarked imsgs of n bytes in all (0 or at least 16): copies of a
+    unit-byte one and one for the rest, sent without a read, or with one
+    after the last if read is set."""
+    k, rem = divmod(n, unit)
+    if 0 < rem < 16:
+        k, rem = k - 1, rem + unit
+    assert n == 0 or n >= 16
+    parts = []
+    if k > 0:
+        parts.append(lambda nr: built(type_, unit - 16, flags=2, noread=nr))
+        if k > 1:
+            parts.append(lambda nr: repeat(k - 1, noread=nr))
+    if rem > 0:
+        parts.append(lambda nr: built(type_ + 1, rem - 16, flags=2,
+                                      noread=nr))
+    return b"".join(f(1 if i + 1 < len(parts) or not read else 0)
+                    for i, f in enumerate(parts))
+
+
+def prime_large():
+    """Whole imsgs that fill a small read buffer exactly, and the read of
+    them: the reader keeps its buffer and makes it large for the next
+    read, which then starts on a fresh imsg."""
+    return whole(LAYOUT["small"], type_=0x20, read=1)
+
+
+def to_edge(edge, tail, m1=None, fdpass=1, hold=0, seed=1):
+    """Whole imsgs up to tail bytes before the edge of a read: the end of
+    the first, small, read buffer (edge "small") or of a large one after
+    a read that filled the small one (edge "large").  If m1 is given
+    (0: without a descriptor, 1: with one), the last of them is a marked
+    imsg of 40 bytes sent by a call of its own.  What follows is sent by
+    the caller: the read that the edge cuts `tail` bytes into it."""
+    size = LAYOUT[edge]
+    out = cfg(fdpass=fdpass, limit=7, hold=hold, seed=seed)
+    if edge == "large":
+        out += prime_large()
+    if m1 is not None:
+        out += whole(size - tail - 40, type_=0x30)
+        out += built(0x35, 24, flags=3, nfds=m1, noread=1)
+    else:
+        out += whole(size - tail, type_=0x30)
+    return out
 
 
 LAYOUT = reader_layout()
@@ -188,11 +219,11 @@ seeds = {
     "fd-cut-header": cfg(fdpass=1) +
         raw(msg(4, b"abc", mark=True)[:7], nfds=1) +
         raw(msg(4, b"abc", mark=True)[7:]),
-    # 4096 zero-payload imsgs in one 64 KiB read, in place: their boxes
-    # fill most of the read block.
+    # 4096 zero-payload imsgs sent at once: a small read, then large ones
+    # (the reads fill the buffer), the imsgs carved from slabs.
     "tiny-4096-one-read": cfg() + built(1, 0, noread=1) + repeat(4095),
-    # 16384 of them over four reads, fetched only after the last: the
-    # boxes meet the stream and the rest are copied.
+    # 16384 of them over four rounds, fetched only after the last: the
+    # receive queue holds hundreds of slabs.
     "tiny-queued-4-reads": cfg(seed=3) + built(1, 0, noread=1) +
         repeat(4095, drain=2) + repeat(4096, drain=2) +
         repeat(4096, drain=2) + repeat(4096),
@@ -201,9 +232,9 @@ seeds = {
     "tiny-held-released": cfg(hold=1, seed=12) + built(1, 0, noread=1) +
         repeat(4095) + repeat(4096, release=1) + repeat(4096) +
         repeat(4096, release=1) + repeat(4096),
-    # 1 KiB aligned imsgs, 64 per read, all held: the block fills (data
-    # up, boxes down), is retired for a fresh one while its messages are
-    # still out, and is recycled when the last of them is freed.
+    # 1 KiB imsgs (the longest a slab takes), 64 per round, all held:
+    # slabs fill and are retired while their messages are still out, and
+    # go with the last of them, freed in pieces between reads.
     "held-until-retired": cfg(hold=1, seed=5) + built(1, 1008, flags=2) +
         repeat(63) + repeat(64) + repeat(64) + repeat(64, release=1) +
         repeat(64) + repeat(64) + repeat(64) + repeat(64, release=1),
@@ -211,51 +242,139 @@ seeds = {
     "queued-until-retired": cfg(seed=6) + built(1, 1008, flags=2, drain=2) +
         b"".join(repeat(64, drain=2) for _ in range(15)),
     # Lengths 16..49 in one chunk, most not multiples of 16, repeated:
-    # in place and copied, headers and payloads cut by every read.
+    # headers and payloads cut by every read, carved at every offset.
     "mixed-alignment": cfg(seed=8) + raw(b"".join(
         msg(i, bytes([i]) * i) for i in (0, 1, 15, 16, 17, 31, 32, 33)),
         noread=1) + repeat(2000),
     "mixed-alignment-held": cfg(hold=1, seed=9) + raw(b"".join(
         msg(i, bytes([i]) * i) for i in (0, 1, 15, 16, 17, 31, 32, 33)),
         noread=1) + repeat(300) + repeat(700, release=1) + repeat(1000),
-    # In place up to 64 KiB exactly, then one byte more (copied), then
-    # 64 KiB minus 1 (misaligned after it).
+    # 64 KiB exactly (as large as the read buffer), one byte more, one
+    # byte less: filled straight by the kernel, alone or with what follows.
     "inplace-max": cfg(limit=7, hold=1, seed=2) + built(1, 65520, flags=2) +
         built(2, 65521, flags=2) + built(3, 65519, flags=2) +
         built(4, 65520, flags=2, release=1),
-    # A 30000-byte imsg that begins in place and is filled over reads
-    # while other messages are held.
+    # A 30000-byte imsg whose header comes alone and which is filled
+    # over reads (straight into it) while other messages are held.
     "inplace-being-filled": cfg(limit=7, hold=1, seed=4) + built(1, 0) +
         raw(hdr(2, 30000), noread=1) + fill(10000, 0x71) +
         fill(19984, 0x71) + built(3, 0),
-    # The same with nothing held: alone in its block, the message moves
-    # to the block's start before the next read; with a descriptor too.
+    # The same with nothing held, so light reads give the read buffer
+    # back while it is being filled; with a descriptor too.
     "inplace-moved": cfg(limit=7, seed=4) + built(1, 0, noread=1) +
         raw(hdr(2, 30000), noread=1) + fill(10000, 0x71) +
         fill(19984, 0x71) + built(3, 0),
     "inplace-moved-fd": cfg(fdpass=1, limit=7, seed=4) +
         built(1, 0, noread=1) + raw(hdr(2, 30000 | MARK), nfds=1) +
         fill(10000, 0x71) + fill(9984, 0x72) + fill(10000, 0x73),
-    # Marked imsgs, each with its own descriptor (one call per copy),
-    # queued until the read block is retired under them.
+    # Marked 1000-byte imsgs, each with its own descriptor (one call per
+    # copy, so one read each), queued across hundreds of slabs.
     "fd-repeat-queued": cfg(fdpass=1, seed=7) +
         built(1, 984, flags=3, nfds=1, drain=2) + repeat(1000, nfds=1, drain=2),
-    # A descriptor on a marked imsg whose header the end of the read
-    # block cuts: it waits for the rest, read into the next block.
-    "fd-cut-header-at-block-end": to_block_end(7) +
-        built(4, 100, flags=3, nfds=1),
-    # The same with the payload cut: the imsg is copied out.
-    "fd-cut-payload-at-block-end": to_block_end(16 + 50) +
-        built(4, 100, flags=3, nfds=1),
-    # The same with a large imsg, read straight into its own buffer.
-    "fd-cut-large-at-block-end": to_block_end(16 + 50) +
-        built(4, 20000, flags=3, nfds=1),
-    # An unmarked small imsg cut there: left unparsed and moved along.
-    "cut-small-at-block-end": to_block_end(40, fdpass=0) + built(4, 100, flags=2),
     "mixed-hostile": cfg(fdpass=1, fwd=1, seed=99) + built(1, 3, flags=1, nfds=2) +
         raw(hdr(2, 40)[:5], nfds=1) + raw(hdr(2, 40)[5:] + b"z" * 24) +
         built(3, 10, flags=0x11),
 }
+
+
+
+def edge_seeds():
+    """Seeds aimed at the edges of the read buffer: the end of a first,
+    small read and of a large one (edge_seed), and of slabs."""
+    out = {}
+    small, large = LAYOUT["small"], LAYOUT["large"]
+    slabmax = LAYOUT["slabmax"]
+    for edge, kib in (("small", small // 1024), ("large", large // 1024)):
+        at = f"at-{kib}k"
+        # A marked imsg with a descriptor whose header the buffer cuts
+        # 1, 7 or 15 bytes in: the reader reads the rest of the header at
+        # once and gives it the descriptor.  At 0 the imsg (and its
+        # descriptor) begins the next read; at 16 the header is whole,
+        # the payload in the next read; at 66 the payload is cut.
+        for t in (0, 1, 7, 15, 16, 66):
+            out[f"fd-cut-{t}-{at}"] = (
+                to_edge(edge, t, seed=t + 1) +
+                built(4, 100, flags=3, nfds=1) + built(5, 8, flags=2))
+        # The same cut into a message of a slab's longest, one more, and
+        # one of 20000 bytes, which the next reads fill straight.
+        for plen in (slabmax - 16, slabmax - 15, 20000):
+            out[f"fd-cut-7-len{plen + 16}-{at}"] = (
+                to_edge(edge, 7, hold=1, seed=plen) +
+                built(4, plen, flags=3, nfds=1) + built(5, 8, flags=2))
+        # Issue 14 (fdcut nofd): a marked imsg without a descriptor, then
+        # a marked one with a descriptor whose header the buffer cuts:
+        # the descriptor is the second's, not the first's.  The same
+        # with the first passing a descriptor of its own, and with the
+        # edge right after the first or inside the second's payload.
+        for m1 in (0, 1):
+            for t in (0, 7, 15, 40):
+                out[f"fdcut-m1fd{m1}-{t}-{at}"] = (
+                    to_edge(edge, t, m1=m1, seed=7 * t + m1) +
+                    built(4, 100, flags=3, nfds=1) + built(5, 8, flags=2))
+        # The header cut there by a sender that stopped inside it: the
+        # rest is not in the socket yet, the descriptor waits for it.
+        out[f"fd-cut-header-rest-later-{at}"] = (
+            to_edge(edge, 7) + raw(msg(4, b"r" * 60, mark=True)[:10],
+                                   nfds=1) +
+            raw(msg(4, b"r" * 60, mark=True)[10:]) + built(5, 3, flags=2))
+        # Unmarked imsgs cut in the header and in the payload, without
+        # fd passing: kept and finished by the next read.
+        for t in (7, 40):
+            out[f"cut-{t}-nofd-{at}"] = (
+                to_edge(edge, t, fdpass=0) + built(4, 100, flags=2) +
+                built(5, 2000, flags=2))
+        # A long imsg after the edge, left to fill by a read of its own
+        # (alone), with a marked one behind it.
+        out[f"alone-after-{at}"] = (
+            to_edge(edge, 66, hold=1) + built(4, 70000 >> 2, flags=0x06) +
+            built(5, 10, flags=3, nfds=1) + built(6, 0))
+    # Lengths around the longest a slab takes, many to a read, some
+    # marked with descriptors, all held and freed in pieces: slabs fill
+    # at every offset and go with the last of their messages.
+    around = b"".join(built(i, slabmax - 16 + d, flags=2 | (d & 1),
+                            nfds=d & 1, noread=1)
+                      for i, d in enumerate((-17, -16, -1, 0, 1, 15, 16, 17)))
+    out["slab-max-around"] = (cfg(fdpass=1, hold=1, seed=31) + around +
+                              built(9, 0) + repeat(3, release=1) +
+                              around + built(9, 0, release=1))
+    # Held slab messages across many slabs: 40 of the longest in one
+    # burst (a small read, then large ones), released in pieces.
+    out["slab-held-across-slabs"] = (
+        cfg(hold=1, seed=33) + built(1, slabmax - 16, flags=2, noread=1) +
+        repeat(39) + repeat(40, release=1) + built(2, 0, release=1) +
+        repeat(40))
+    # Light reads, one imsg each, so the reader gives its read buffer and
+    # its slab back after every one; the imsgs are held, each pinning a
+    # slab of its own, and freed in random order.
+    out["light-reads-held"] = cfg(hold=1, seed=35) + b"".join(
+        built(i, slabmax - 16 + (i % 3) - 1, flags=2,
+              release=1 if i % 5 == 4 else 0) for i in range(16))
+    # Light, then a burst that fills the buffer (it grows), then light
+    # again (it is given back), then a burst again.
+    out["light-burst-light"] = (
+        cfg(fdpass=1, hold=1, seed=37) + built(1, 10, flags=2) +
+        built(2, 100, flags=3, nfds=1) + whole(3 * large // 2, type_=3,
+                                                read=1) +
+        built(5, 10, flags=2, release=1) + built(6, 0) +
+        whole(large + small, type_=7, unit=slabmax, read=1) +
+        built(9, 1, flags=3, nfds=1))
+    # A slab-sized imsg whose header and part of the payload come in a
+    # light read: the buffer is given back while the imsg, on its slab,
+    # is filled by the next reads.
+    part = msg(4, b"s" * (slabmax - 16))
+    out["slab-msg-filled-over-light-reads"] = (
+        cfg(hold=1, seed=39) + raw(part[:100]) + raw(part[100:600]) +
+        raw(part[600:]) + built(5, 0))
+    # A read that fills the small buffer and cuts an imsg: one more read
+    # at once, into the imsg and a large buffer behind it.
+    out["small-read-then-rest"] = (
+        cfg(fdpass=1, limit=7, seed=41) + built(1, 100, flags=2, noread=1) +
+        built(2, 30000, flags=3, nfds=1, noread=1) +
+        built(3, 40, flags=3, nfds=1))
+    return out
+
+
+seeds.update(edge_seeds())
 
 
 regress_read = {
