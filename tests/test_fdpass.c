@@ -913,7 +913,7 @@ static void
 empty_ibuf_with_fd_sends_its_fd_with_the_data_after_it(void)
 {
 	struct msgbuf *w;
-	struct ibuf *e, *d;
+	struct ibuf *e = NULL, *d = NULL;
 	unsigned char got[8];
 	int sv[2], fds[2], nfds = 0;
 

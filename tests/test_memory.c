@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -184,6 +185,39 @@ scan_regions(struct region *r, int max)
 }
 
 /*
+ * A region that went away between reading the map and scanning it (an
+ * allocator may unmap memory it freed meanwhile, as musl's does) faults:
+ * the scan then skips it.
+ */
+static sigjmp_buf scan_fault;
+
+static void
+scan_fault_handler(int sig)
+{
+	(void)sig;
+	siglongjmp(scan_fault, 1);
+}
+
+/* scan_region, or 0 if the region cannot be read. */
+static size_t
+scan_region_safely(const unsigned char *p, size_t n)
+{
+	struct sigaction sa, osegv, obus;
+	volatile size_t found = 0;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = scan_fault_handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &osegv);
+	sigaction(SIGBUS, &sa, &obus);
+	if (sigsetjmp(scan_fault, 1) == 0)
+		found = scan_region(p, n);
+	sigaction(SIGSEGV, &osegv, NULL);
+	sigaction(SIGBUS, &obus, NULL);
+	return found;
+}
+
+/*
  * Copies of the secret in this process's memory; -1 if it cannot tell.
  * Of this thread's stack only the live frames above this one count: the
  * dead part below is scratch that the next call overwrites, where the
@@ -203,8 +237,8 @@ secret_copies(void)
 	for (i = 0; i < n; i++) {
 		if (here >= r[i].lo && here < r[i].hi)
 			r[i].lo = here;
-		found += (long)scan_region((const unsigned char *)r[i].lo,
-		    r[i].hi - r[i].lo);
+		found += (long)scan_region_safely(
+		    (const unsigned char *)r[i].lo, r[i].hi - r[i].lo);
 	}
 	return found;
 }
