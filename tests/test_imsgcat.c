@@ -470,7 +470,8 @@ received_descriptor_prints_kind_and_is_closed(void)
 	const char *args[] = { "-f", "3", "-n", "2", NULL };
 	struct peer pe;
 	struct proc p;
-	int pp[2];
+	ssize_t r = 0;
+	int pp[2], i;
 
 	peer_open(&pe);
 	cat_start(&p, args, 0, pe.sv[1]);
@@ -482,9 +483,14 @@ received_descriptor_prints_kind_and_is_closed(void)
 	CHECK_INT(proc_wait_output(&p, "\n"), ==, 0);
 	CHECK(strstr(p.obuf, " fd=") != NULL);
 	CHECK(strstr(p.obuf, ":pipe data=\"p\"\n") != NULL);
-	/* imsgcat closed it after printing: no reader is left. */
+	/*
+	 * imsgcat closes it right after printing, while it still waits for
+	 * the second message: no reader is left within moments.
+	 */
 	signal(SIGPIPE, SIG_IGN);
-	CHECK_INT(write(pp[1], "x", 1), ==, -1);
+	for (i = 0; i < 200 && (r = write(pp[1], "x", 1)) == 1; i++)
+		usleep(10000);
+	CHECK_INT(r, ==, -1);
 	CHECK_INT(errno, ==, EPIPE);
 	close(pp[1]);
 	peer_send(&pe, 2, -1, NULL, 0);
