@@ -151,8 +151,9 @@ struct msgbuf {
 	 * only what is not a message yet: fewer than hdrsize bytes of a
 	 * header, at its start.  Once a header is whole its message is
 	 * made, and every later byte of it goes there: rlen is 0 while
-	 * rmsg is being filled.  rbuf is allocated for a read, and freed as
-	 * soon as a read that did not fill it leaves it empty.
+	 * rmsg is being filled.  rbuf is allocated for a read, and freed,
+	 * with rslab, after a read of less than MSGBUF_SMALL bytes that
+	 * leaves it empty.
 	 */
 	struct ibufqueue	 rq;		/* received, complete messages */
 	unsigned char		*rbuf;

@@ -141,8 +141,9 @@ msgbuf_concat(struct msgbuf *m, struct ibufqueue *from)
 /*
  * Start a batch for len bytes at the end of the write queue and reserve
  * them; libimsg__msgbuf_batch_reserve comes here when the current batch
- * is full or there is none.  The first batch of an idle queue is small;
- * a writer already a batch ahead of the socket gets large ones.
+ * is full or there is none.  A batch that follows a full one still
+ * queued is large; any other is small, so a message or two queued
+ * behind something else cost a small one.
  */
 void *
 libimsg__msgbuf_batch_new(struct msgbuf *m, size_t len)
@@ -151,7 +152,7 @@ libimsg__msgbuf_batch_new(struct msgbuf *m, size_t len)
 	struct wbatch *wb;
 	size_t size, table;
 
-	size = m->wq.head == NULL ? MSGBUF_SMALL : MSGBUF_BATCH_LARGE;
+	size = m->wbatch == NULL ? MSGBUF_SMALL : MSGBUF_BATCH_LARGE;
 	table = sizeof(*wb) + MSGBUF_BATCH_NMSG(size) * sizeof(wb->end[0]);
 	if ((b = libimsg__ibuf_alloc(size + table, size)) == NULL)
 		return NULL;
@@ -168,12 +169,9 @@ libimsg__msgbuf_batch_new(struct msgbuf *m, size_t len)
 	return b->buf;
 }
 
-/*
- * Count the messages of batch b that are now completely sent, and wipe
- * the bytes that went: a message leaves no copy behind once written.
- */
+/* Count the messages of batch b that are now completely sent. */
 static void
-batch_sent(struct msgbuf *m, struct ibuf *b, size_t from)
+batch_sent(struct msgbuf *m, struct ibuf *b)
 {
 	struct wbatch *wb = wbatch_of(b);
 
@@ -181,7 +179,6 @@ batch_sent(struct msgbuf *m, struct ibuf *b, size_t from)
 		wb->nsent++;
 		m->queued--;
 	}
-	libimsg__wipe(b->buf + from, b->rpos - from);
 }
 
 /* Messages of b not yet counted as sent. */
@@ -226,16 +223,17 @@ void
 libimsg__msgbuf_drain(struct msgbuf *m, size_t n)
 {
 	struct ibuf *b;
-	size_t size, from;
+	size_t size;
 
 	while ((b = m->wq.head) != NULL) {
 		size = b->wpos - b->rpos;
 		if (n < size || (size == 0 && n == 0 && b->fd >= 0 &&
 		    b->entry.tqe_next != NULL)) {
-			from = b->rpos;
+			/* A message leaves no copy behind once written. */
+			libimsg__wipe(b->buf + b->rpos, n);
 			b->rpos += n;
 			if (ibuf_box(b)->flags & IBUF_BOX_BATCH)
-				batch_sent(m, b, from);
+				batch_sent(m, b);
 			return;
 		}
 		n -= size;

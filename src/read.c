@@ -8,8 +8,11 @@
  * while it is being filled, read straight into it: a large message is
  * copied once, by the kernel.  The read buffer itself keeps only a
  * header that is not whole yet; it is small until reads fill it, and it
- * is freed when a read leaves it empty without filling it, so an idle
- * channel holds no read buffer at all.  Bytes copied out of it are wiped
+ * is freed, with the slab, after a read of less than a small buffer that
+ * leaves it empty: a channel that falls idle after light traffic holds
+ * neither (after a burst they stay until the next read, at most 68 KiB).
+ * Small messages are carved from a slab (alloc.c).  Bytes copied out of
+ * the read buffer are wiped
  * at once: it never keeps a copy of a message behind the program's back.
  */
 #define _GNU_SOURCE
@@ -316,7 +319,13 @@ process(int sock, struct msgbuf *m, size_t rstart, int fd)
 static int
 read_fail(struct msgbuf *m)
 {
+	/* A custom callback may fail without saying why. */
+	if (errno == 0)
+		errno = EBADMSG;
 	m->rerr = errno;
+	/* Nothing more is read: what was begun can never be delivered. */
+	ibuf_free(m->rmsg);
+	m->rmsg = NULL;
 	if (m->rpendfd != -1)
 		close(m->rpendfd);
 	m->rpendfd = -1;
@@ -338,14 +347,17 @@ rbuf_want(const struct msgbuf *m)
 	return MSGBUF_SMALL;
 }
 
-/* Make sure there is a read buffer of the size traffic calls for. */
+/*
+ * Make sure there is a read buffer of the size traffic calls for; with
+ * grow 0, one that exists does.
+ */
 static int
-rbuf_prepare(struct msgbuf *m)
+rbuf_prepare(struct msgbuf *m, int grow)
 {
 	unsigned char *nbuf;
 	size_t want = rbuf_want(m);
 
-	if (m->rbuf != NULL && m->rcap >= want)
+	if (m->rbuf != NULL && (m->rcap >= want || !grow))
 		return 0;
 	if ((nbuf = malloc(want)) == NULL)
 		return m->rbuf != NULL ? 0 : -1;
@@ -402,7 +414,7 @@ direct_room(const struct msgbuf *m)
  * to finish with a read of its own.  Returns the iovec count, -1.
  */
 static int
-read_iov(struct msgbuf *m, struct iovec *iov, size_t *direct)
+read_iov(struct msgbuf *m, struct iovec *iov, size_t *direct, int grow)
 {
 	int n = 0;
 
@@ -414,7 +426,7 @@ read_iov(struct msgbuf *m, struct iovec *iov, size_t *direct)
 		    *direct >= MSGBUF_DIRECT_ALONE)
 			return n;
 	}
-	if (rbuf_prepare(m) == -1)
+	if (rbuf_prepare(m, grow) == -1)
 		return -1;
 	iov[n].iov_base = m->rbuf + m->rlen;
 	iov[n].iov_len = m->rcap - m->rlen;
@@ -459,7 +471,9 @@ read_account(struct msgbuf *m, size_t n, size_t direct)
 
 /*
  * One read and what it brings.  Returns 1, 0 at end of file, -1; *filled
- * tells whether the read took all the room offered in rbuf.
+ * tells whether the read took all the room offered in rbuf.  flags has
+ * MSG_DONTWAIT for the extra read of read_common: that one neither
+ * grows the read buffer nor, finding nothing, gives it back.
  */
 static int
 read_step(int sock, struct msgbuf *m, int fdpass, int flags, int *filled)
@@ -476,7 +490,7 @@ read_step(int sock, struct msgbuf *m, int fdpass, int flags, int *filled)
 	int fd, iovcnt, into_rbuf;
 
 	*filled = 0;
-	if ((iovcnt = read_iov(m, iov, &direct)) == -1)
+	if ((iovcnt = read_iov(m, iov, &direct, flags == 0)) == -1)
 		return -1;
 	memset(&msg, 0, sizeof(msg));
 	msg.msg_iov = iov;
@@ -489,7 +503,8 @@ read_step(int sock, struct msgbuf *m, int fdpass, int flags, int *filled)
 	if ((n = read_once(sock, m, &msg, flags)) == -1) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return read_fail(m);
-		rbuf_settle(m, 0, 0);
+		if (flags == 0)
+			rbuf_settle(m, 0, 0);
 		return 1;
 	}
 	/*
@@ -505,7 +520,8 @@ read_step(int sock, struct msgbuf *m, int fdpass, int flags, int *filled)
 		rbuf_settle(m, 0, 0);
 		return 0;
 	}
-	into_rbuf = iov[iovcnt - 1].iov_base == m->rbuf + m->rlen;
+	into_rbuf = m->rbuf != NULL &&
+	    iov[iovcnt - 1].iov_base == m->rbuf + m->rlen;
 	*filled = read_account(m, (size_t)n, direct) ==
 	    iov[iovcnt - 1].iov_len && into_rbuf;
 	if (process(sock, m, rstart, fd) == -1)
@@ -585,7 +601,8 @@ libimsg__read_check(const struct msgbuf *m)
 		read_check_fail("a whole message not queued");
 	if (m->rpendfd != -1 && (m->rmsg != NULL || m->rlen == 0))
 		read_check_fail("a descriptor waits for no header");
-	if (m->rerr != 0 && (m->rbuf != NULL || m->rslab != NULL))
+	if (m->rerr != 0 && (m->rbuf != NULL || m->rslab != NULL ||
+	    m->rmsg != NULL))
 		read_check_fail("a failed reader keeps memory");
 }
 #endif

@@ -2879,6 +2879,74 @@ message_that_is_all_there_arrives_with_one_read(void)
 	free(s);
 }
 
+/*
+ * A batch that follows a full one is large; one behind a message of its
+ * own (or a descriptor) is small, so a message or two queued behind
+ * something else do not cost a large batch.
+ */
+static void
+batch_behind_a_message_of_its_own_is_small(void)
+{
+	struct imsgbuf a;
+	unsigned char pay[2000];
+	struct ibuf *last;
+	int sv[2];
+
+	memset(pay, 0x11, sizeof(pay));
+	pair(sv);
+	ib_open(&a, sv[0], 0, 0);
+	CHECK_INT(imsg_compose(&a, 1, 0, 0, -1, pay, sizeof(pay)), ==, 1);
+	CHECK_INT(imsg_compose(&a, 2, 0, 0, -1, pay, 10), ==, 1);
+	last = a.w->wbatch;
+	CHECK(a.w->wq.count == 2);
+	CHECK(last != NULL && a.w->wq.head->entry.tqe_next == last);
+	if (last != NULL)
+		CHECK_UINT(last->max, ==, MSGBUF_SMALL);
+	imsgbuf_clear(&a);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/*
+ * The bytes of a message of its own that a partial write sent are wiped
+ * at once, not only when the rest has gone too.
+ */
+static void
+partial_write_wipes_what_it_sent_of_a_message(void)
+{
+	struct imsgbuf a;
+	unsigned char *pay;
+	struct ibuf *b;
+	size_t i, bad = 0;
+	int sv[2], sndbuf = 4096;
+
+	pay = xcalloc(12000, 1);
+	memset(pay, 0x77, 12000);
+	pair(sv);
+	CHECK_INT(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf,
+	    sizeof(sndbuf)), ==, 0);
+	CHECK_INT(fcntl(sv[0], F_SETFL, O_NONBLOCK), ==, 0);
+	ib_open(&a, sv[0], 16384, 0);
+	CHECK_INT(imsg_compose(&a, 1, 0, 0, -1, pay, 12000), ==, 1);
+	CHECK_INT(imsgbuf_write(&a), ==, 0);
+	b = a.w->wq.head;
+	CHECK(b != NULL && b->rpos > 0 && b->rpos < b->wpos);
+	if (b != NULL) {
+		for (i = 0; i < b->rpos; i++)
+			if (b->buf[i] != 0)
+				bad++;
+		CHECK_UINT(bad, ==, 0);
+		for (i = b->rpos; i < b->wpos; i++)
+			if (b->buf[i] != 0x77)
+				break;
+		CHECK_UINT(i, ==, b->wpos);
+	}
+	imsgbuf_clear(&a);
+	close(sv[0]);
+	close(sv[1]);
+	free(pay);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -2920,5 +2988,7 @@ main(int argc, char *argv[])
 	CASE(large_message_is_read_straight_into_its_buffer);
 	CASE(large_message_is_finished_before_the_next_header_is_parsed);
 	CASE(message_that_is_all_there_arrives_with_one_read);
+	CASE(batch_behind_a_message_of_its_own_is_small);
+	CASE(partial_write_wipes_what_it_sent_of_a_message);
 	return h_done();
 }

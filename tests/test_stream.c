@@ -1385,6 +1385,42 @@ reader_callback_error_fails_the_read(void)
 	}
 }
 
+/* Rejects every header without setting errno. */
+static struct ibuf *
+silent_reject(struct ibuf *hdr, void *arg, int *fd)
+{
+	(void)hdr;
+	(void)arg;
+	(void)fd;
+	errno = 0;
+	return NULL;
+}
+
+/*
+ * A custom callback that fails without setting errno still makes the
+ * error sticky: EBADMSG, now and on every later read, and what followed
+ * in the stream is never parsed.
+ */
+static void
+reader_callback_failing_without_errno_is_sticky_ebadmsg(void)
+{
+	unsigned char rec[16] = { 8 };
+	struct msgbuf *rd;
+	int sv[2];
+
+	pair(sv);
+	if ((rd = msgbuf_new_reader(2, silent_reject, NULL)) == NULL)
+		die("msgbuf_new_reader");
+	CHECK_INT(write(sv[0], rec, sizeof(rec)), ==, (int)sizeof(rec));
+	CHECK_FAIL(ibuf_read(sv[1], rd), -1, EBADMSG);
+	CHECK_INT(write(sv[0], rec, sizeof(rec)), ==, (int)sizeof(rec));
+	CHECK_FAIL(ibuf_read(sv[1], rd), -1, EBADMSG);
+	CHECK_PTR(msgbuf_get(rd), ==, NULL);
+	msgbuf_free(rd);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 static void
 ibuf_read_without_read_buffer_is_einval(void)
 {
@@ -1560,6 +1596,7 @@ main(void)
 	RUN(length_prefixed_protocol_over_msgbuf_reader);
 	RUN(reader_callback_claims_fd_via_msgbuf_read);
 	RUN(reader_callback_error_fails_the_read);
+	RUN(reader_callback_failing_without_errno_is_sticky_ebadmsg);
 	RUN(ibuf_read_without_read_buffer_is_einval);
 	RUN(write_to_closed_peer_is_epipe_without_sigpipe);
 	RUN(zero_length_ibufs_do_not_stall_the_queue);
