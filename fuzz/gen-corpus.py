@@ -378,11 +378,11 @@ seeds.update(edge_seeds())
 
 
 regress_read = {
-    # Open (UBSan, not fixed when this was written): the header of a
-    # 70000-byte imsg alone in a light read, so the reader gives its
-    # buffer back; the next read goes straight into the imsg, alone, and
-    # read_step computes m->rbuf + m->rlen with rbuf NULL (read.c:508,
-    # "applying zero offset to null pointer").
+    # UBSan, fixed in b64aeca: the header of a 70000-byte imsg alone in
+    # a light read, so the reader gives its buffer back; the next read
+    # goes straight into the imsg, alone, and read_step computed
+    # m->rbuf + m->rlen with rbuf NULL ("applying zero offset to null
+    # pointer").
     "null-rbuf-read-alone": cfg(limit=7) + raw(hdr(2, 70016)) +
         fill(65535, 0x71) + fill(4465, 0x71),
     # Open (not fixed when this was written; fuzz_read's owner check
