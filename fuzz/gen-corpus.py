@@ -492,6 +492,12 @@ ibuf_seeds = {
 }
 
 regress_ibuf = {
+    # Open (UBSan, found at b64aeca; the fuzzer's input, minimised): a
+    # write leaves an empty buffer holding a descriptor at the head of
+    # the queue, and libimsg__msgbuf_drain wipes b->buf + b->rpos with
+    # buf NULL and n 0 (msgbuf.c:233, "applying zero offset to null
+    # pointer"), called from write_queue (write.c:189).
+    "drain-empty-fd-buffer-null-wipe": b'PSV\x00\x00\x17\x00%\x80\x08(f\x03\x08fp\x00(\x19\x00\x00\x19(\x19\x19\x01\x00\x19\x03',
     # Appending a view of a buffer to that buffer, with growth: the
     # source moved (and was wiped) under ibuf_add.
     "add-ibuf-self-view": o_dyn(60, 4) + o_add(0, 60) + bytes([VIEW, 1, 0]) +
