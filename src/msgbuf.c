@@ -230,7 +230,8 @@ libimsg__msgbuf_drain(struct msgbuf *m, size_t n)
 		if (n < size || (size == 0 && n == 0 && b->fd >= 0 &&
 		    b->entry.tqe_next != NULL)) {
 			/* A message leaves no copy behind once written. */
-			libimsg__wipe(b->buf + b->rpos, n);
+			if (n > 0)
+				libimsg__wipe(b->buf + b->rpos, n);
 			b->rpos += n;
 			if (ibuf_box(b)->flags & IBUF_BOX_BATCH)
 				batch_sent(m, b);
