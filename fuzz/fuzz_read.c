@@ -44,7 +44,7 @@
  *   built:  type, id, pid, u16 payload length, flags (see send_built)
  *   repeat: u16 count of copies
  * The end of the input is the peer's EOF (shutdown).  One input sends at
- * most STREAM_MAX bytes: several read blocks, or 65536 tiny messages.
+ * most STREAM_MAX bytes: many read buffers' worth, or 65536 tiny messages.
  *
  * Invariants: imsgbuf_read returns -1, 0 or 1, 0 only after EOF; the
  * first -1 is ERANGE, exactly when the stream holds a bad length (or the
@@ -1095,7 +1095,7 @@ send_rawchunk(struct st *st, uint8_t ctl, int nfds)
 /*
  * Send the last raw or built chunk again, count times, as far as the
  * budget goes: so a short input makes thousands of tiny messages in one
- * read, or fills read blocks with any mix of lengths.  Without
+ * read, or fills read buffers with any mix of lengths.  Without
  * descriptors all copies go in one call; with them, each copy is a call
  * of its own carrying them (at most REPEAT_FD_MAX copies), which keeps a
  * well-behaved sender well-behaved.
@@ -1361,7 +1361,7 @@ finish(struct st *st)
 		CHECK(imsgbuf_queuelen(&st->rx) == 0);
 		imsgbuf_clear(&st->rx);
 	}
-	/* Held messages outlive their reader and its read block. */
+	/* Held messages outlive their reader and its slabs. */
 	release(st, 1);
 	CHECK(st->nheld == 0);
 
