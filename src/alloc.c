@@ -111,15 +111,9 @@ libimsg__slab_carve(struct slab **sp, size_t len)
 			return NULL;
 	}
 	box = (struct ibuf_box *)(void *)((char *)s + s->used);
-	box->cap = len;
+	box_init(box, ibuf_box_inline(box), len, len);
 	box->flags = IBUF_BOX_SLAB;
 	box->slaboff = (uint16_t)(s->used / 16);
-	box->ib.entry.tqe_next = NULL;
-	box->ib.entry.tqe_prev = NULL;
-	box->ib.buf = len > 0 ? ibuf_box_inline(box) : NULL;
-	box->ib.size = box->ib.max = len;
-	box->ib.wpos = box->ib.rpos = 0;
-	box->ib.fd = -1;
 	s->used += need;
 	s->carved++;
 	return &box->ib;

@@ -255,7 +255,9 @@ libimsg__msgbuf_batch_reserve(struct msgbuf *m, size_t len)
 struct msghdr;
 ssize_t		 libimsg__write_nosigpipe(int, struct msghdr *, int);
 
-/* read.c: the invariants of the read state, checked in debug builds. */
+/* read.c */
+void		 libimsg__read_release(struct msgbuf *);
+/* The invariants of the read state, checked in debug builds. */
 #ifdef LIBIMSG_DEBUG
 void		 libimsg__read_check(const struct msgbuf *);
 #endif

@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "imsg-private.h"
 
@@ -82,20 +81,9 @@ msgbuf_clear(struct msgbuf *m)
 	ibufq_flush(&m->rq);
 	m->queued = 0;
 	m->wbatch = NULL;
-	ibuf_free(m->rmsg);
-	m->rmsg = NULL;
-	/* Messages still out keep their slab until they are freed. */
-	libimsg__slab_retire(m->rslab);
-	m->rslab = NULL;
-	libimsg__wipe(m->rbuf, m->rlen);
-	free(m->rbuf);
-	m->rbuf = NULL;
-	m->rcap = m->rlen = 0;
+	libimsg__read_release(m);
 	m->rbig = 0;
 	m->rerr = 0;
-	if (m->rpendfd != -1)
-		close(m->rpendfd);
-	m->rpendfd = -1;
 }
 
 void

@@ -315,6 +315,37 @@ process(int sock, struct msgbuf *m, size_t rstart, int fd)
 	return r;
 }
 
+/*
+ * Give back the read buffer, wiped, and move on from the slab: what
+ * rbuf_settle does when a channel falls idle.
+ */
+static void
+rbuf_release(struct msgbuf *m)
+{
+	libimsg__wipe(m->rbuf, m->rlen);
+	free(m->rbuf);
+	m->rbuf = NULL;
+	m->rcap = m->rlen = 0;
+	libimsg__slab_retire(m->rslab);
+	m->rslab = NULL;
+}
+
+/*
+ * Drop all the read state: the message being filled, the descriptor
+ * waiting for a header, the read buffer and the slab.  Messages already
+ * queued, or out, keep their storage (a slab goes with its last one).
+ */
+void
+libimsg__read_release(struct msgbuf *m)
+{
+	ibuf_free(m->rmsg);
+	m->rmsg = NULL;
+	if (m->rpendfd != -1)
+		close(m->rpendfd);
+	m->rpendfd = -1;
+	rbuf_release(m);
+}
+
 /* Every later read fails the same way: the stream cannot be trusted. */
 static int
 read_fail(struct msgbuf *m)
@@ -324,17 +355,7 @@ read_fail(struct msgbuf *m)
 		errno = EBADMSG;
 	m->rerr = errno;
 	/* Nothing more is read: what was begun can never be delivered. */
-	ibuf_free(m->rmsg);
-	m->rmsg = NULL;
-	if (m->rpendfd != -1)
-		close(m->rpendfd);
-	m->rpendfd = -1;
-	libimsg__wipe(m->rbuf, m->rlen);
-	free(m->rbuf);
-	m->rbuf = NULL;
-	m->rcap = m->rlen = 0;
-	libimsg__slab_retire(m->rslab);
-	m->rslab = NULL;
+	libimsg__read_release(m);
 	return -1;
 }
 
@@ -383,11 +404,7 @@ rbuf_settle(struct msgbuf *m, size_t n, int filled)
 	m->rbig = filled;
 	if (m->rlen > 0 || n >= MSGBUF_SMALL)
 		return;
-	free(m->rbuf);
-	m->rbuf = NULL;
-	m->rcap = 0;
-	libimsg__slab_retire(m->rslab);
-	m->rslab = NULL;
+	rbuf_release(m);
 }
 
 /*
